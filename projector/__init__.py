@@ -1,0 +1,1 @@
+"""The projector: folds the delivery event stream into the read model."""

@@ -1,0 +1,235 @@
+"""The command handlers behind `projector`: each takes settings and parsed flags, returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from projector.errors import ConfigError, ProjectorError, SourceUnavailable, StoreUnavailable
+from projector.loop import Projector, stderr_progress
+from projector.settings import Settings
+from projector.sources import open_source
+from projector.sources.base import SourceMessage, TopicPartition
+from projector.store import SqlStore
+from schema import status as status_queries
+from schema.db import SchemaError, active_generation, ensure_migrated, make_engine, migrate, redacted
+from schema.events import EventParseError, parse_message
+from schema.tables import dead_letters
+
+log = logging.getLogger("projector")
+
+
+def open_engine(settings: Settings, *, check: bool = True) -> Engine:
+    engine = make_engine(settings.database_url)
+    if check:
+        try:
+            with engine.connect() as conn:
+                ensure_migrated(conn)
+        except SchemaError as exc:
+            raise StoreUnavailable(str(exc)) from None
+    return engine
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    engine = open_engine(settings, check=False)
+    before, after = migrate(engine)
+    where = redacted(settings.database_url)
+    if before == after:
+        print(f"read model at {where} is up to date (revision {after})")
+    else:
+        print(f"read model at {where} migrated from {before or 'nothing'} to revision {after}")
+    return 0
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from projector.cli import install_stop_signals
+
+    engine = open_engine(settings)
+    store = SqlStore(engine, settings.source_tz)
+    source = open_source(settings, group=True)
+    projector = Projector(
+        source,
+        store,
+        batch_size=settings.batch_size,
+        batch_max_wait_ms=settings.batch_max_wait_ms,
+        progress=stderr_progress if args.until_caught_up else _periodic_log,
+    )
+    install_stop_signals(projector.stop)
+    try:
+        totals = projector.run(until_caught_up=args.until_caught_up)
+    finally:
+        source.close()
+    log.info(
+        "projected %s messages: %s applied, %s duplicates, %s dead letters, %s refolded, in %.1fs",
+        totals.messages, totals.applied, totals.duplicates, totals.dead_letters,
+        totals.refolded, totals.seconds,
+    )
+    return 0
+
+
+_last_log = [0.0]
+
+
+def _periodic_log(positions: dict[TopicPartition, int], targets: Any, totals: Any) -> None:
+    import time
+
+    if time.monotonic() - _last_log[0] >= 30:
+        _last_log[0] = time.monotonic()
+        stderr_progress(positions, targets, totals)
+
+
+def collect_status(settings: Settings, ask_source: bool = True) -> dict[str, Any]:
+    engine = open_engine(settings)
+    with engine.connect() as conn:
+        generation = active_generation(conn)
+        offsets = status_queries.partition_offsets(conn, generation)
+        counts = status_queries.counts(conn, generation)
+    ends: dict[tuple[str, int], int] | None = None
+    if ask_source:
+        source = open_source(settings, group=False)
+        try:
+            partitions = source.partitions()
+            ends = {(tp.topic, tp.partition): e for tp, e in source.end_offsets(partitions).items()}
+            known = {(p.topic, p.partition) for p in offsets}
+            for tp in partitions:
+                if (tp.topic, tp.partition) not in known:
+                    offsets.append(status_queries.PartitionOffset(tp.topic, tp.partition, 0))
+            offsets.sort(key=lambda p: (p.topic, p.partition))
+        except SourceUnavailable as exc:
+            log.warning("end offsets unknown: %s", exc)
+            ends = None
+        finally:
+            source.close()
+    return status_queries.status_document(generation, offsets, ends, counts)
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    doc = collect_status(settings, ask_source=not args.no_source)
+    if args.json:
+        print(json.dumps(doc, ensure_ascii=False))
+        return 0
+    print(f"generation {doc['generation']}")
+    print(f"{'topic':<40} {'partition':>9} {'next':>10} {'end':>10} {'lag':>8}")
+    for p in doc["partitions"]:
+        end = "?" if p["endOffset"] is None else p["endOffset"]
+        lag = "?" if p["lag"] is None else p["lag"]
+        print(f"{p['topic'][-40:]:<40} {p['partition']:>9} {p['nextOffset']:>10} {end:>10} {lag:>8}")
+    print(f"events applied: {doc['eventsApplied']}  unknown: {doc['unknownEvents']}  "
+          f"dead letters: {doc['deadLetters']}  last event: {doc['lastEventAt'] or '-'}")
+    return 0
+
+
+def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    engine = open_engine(settings)
+    if args.action == "list":
+        return _dead_letters_list(engine, args)
+    return _dead_letters_replay(engine, settings, args)
+
+
+def _dead_letters_list(engine: Engine, args: argparse.Namespace) -> int:
+    with engine.connect() as conn:
+        generation = active_generation(conn)
+        query = select(dead_letters).where(dead_letters.c.generation == generation)
+        if not args.all:
+            query = query.where(dead_letters.c.status == "pending")
+        rows = conn.execute(query.order_by(dead_letters.c.id).limit(args.limit)).all()
+    for r in rows:
+        value = r.value.decode("utf-8", errors="replace") if r.value is not None else None
+        if args.json:
+            print(json.dumps({
+                "id": r.id, "topic": r.topic, "partition": r.partition, "offset": r.offset,
+                "key": r.key.decode("utf-8", errors="replace") if r.key is not None else None,
+                "value": value, "errorCode": r.error_code, "reason": r.reason,
+                "status": r.status, "createdAt": r.created_at.isoformat(),
+            }, ensure_ascii=False))
+        else:
+            shown = (value or "")[:80]
+            print(f"#{r.id} {r.topic}:{r.partition}@{r.offset} {r.error_code} {r.status}: "
+                  f"{r.reason}\n    {shown}")
+    if not args.json:
+        print(f"{len(rows)} dead letter(s)", file=sys.stderr)
+    return 0
+
+
+def _dead_letters_replay(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
+    """Parse pending dead letters again; apply the valid ones as events, keep the rest."""
+    store = SqlStore(engine, settings.source_tz)
+    with engine.connect() as conn:
+        generation = active_generation(conn)
+        query = select(dead_letters).where(
+            dead_letters.c.generation == generation, dead_letters.c.status == "pending"
+        )
+        if args.ids:
+            query = query.where(dead_letters.c.id.in_(args.ids))
+        rows = conn.execute(query.order_by(dead_letters.c.id)).all()
+    fixed = still = 0
+    for r in rows:
+        message = SourceMessage(
+            r.topic, r.partition, r.offset, r.key, r.value,
+            tuple((k, v.encode("utf-8") if v is not None else None) for k, v in r.headers),
+        )
+        try:
+            event = parse_message(message.value, message.key, message.headers, settings.source_tz)
+        except EventParseError as exc:
+            still += 1
+            print(f"#{r.id} still invalid: {exc.code.value}: {exc.reason}")
+            continue
+        store.apply_replayed(generation, message, event, r.id)
+        fixed += 1
+        print(f"#{r.id} replayed as event {event.event_id} ({event.event_type} of {event.delivery_id})")
+    print(f"{fixed} replayed, {still} still invalid", file=sys.stderr)
+    return 0
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from projector.simulate import DEFAULT_START, SimulationConfig, encode, simulate
+
+    if args.deliveries < 0:
+        raise ConfigError("--deliveries must not be negative")
+    start = DEFAULT_START
+    if args.start:
+        try:
+            start = datetime.fromisoformat(args.start)
+        except ValueError:
+            raise ConfigError(f"--start {args.start!r} is not an ISO-8601 time") from None
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=timezone.utc)
+    config = SimulationConfig(
+        deliveries=args.deliveries, seed=args.seed, start=start,
+        late_ratio=args.late_ratio, duplicate_ratio=args.duplicate_ratio,
+    )
+    stream = simulate(config)
+    if args.out:
+        try:
+            with open(args.out, "wb") as fh:
+                for event in stream:
+                    fh.write(encode(event) + b"\n")
+        except OSError as exc:
+            raise ProjectorError(f"cannot write {args.out}: {exc.strerror}") from exc
+        print(f"wrote {len(stream)} events of {args.deliveries} deliveries to {args.out}")
+        return 0
+    from projector.produce import produce
+
+    produce(settings, [(e["deliveryId"].encode(), encode(e)) for e in stream], args.partitions)
+    print(f"produced {len(stream)} events of {args.deliveries} deliveries to "
+          f"{settings.kafka_topic} at {settings.kafka_bootstrap_servers}")
+    return 0
+
+
+def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    from projector.rebuild import run_rebuild
+
+    return run_rebuild(settings, args)
+
+
+def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from projector.rebuild import run_verify
+
+    return run_verify(settings, args)
+

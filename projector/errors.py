@@ -1,0 +1,35 @@
+"""Every error the projector raises on purpose derives from ``ProjectorError``."""
+
+from __future__ import annotations
+
+
+class ProjectorError(Exception):
+    """Base of the projector's errors; its message is one line for the operator."""
+
+
+class ConfigError(ProjectorError):
+    """A setting or flag has a value we cannot use."""
+
+
+class SourceUnavailable(ProjectorError):
+    """The event source (Kafka broker or file) cannot be reached or read."""
+
+
+class StoreUnavailable(ProjectorError):
+    """The read-model database cannot be reached."""
+
+
+class Fenced(ProjectorError):
+    """Another consumer took over a partition: this one must not commit for it."""
+
+
+class GenerationChanged(ProjectorError):
+    """The generation this projector writes into is no longer the one it was started for."""
+
+
+class SpecError(ProjectorError):
+    """A ``--from-offset`` SPEC that is malformed or names what does not exist."""
+
+
+class RebuildError(ProjectorError):
+    """A rebuild cannot start or continue (another one runs, nothing to resume)."""

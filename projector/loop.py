@@ -1,0 +1,261 @@
+"""The projection loop: read a batch, apply it in one transaction, repeat.
+
+The loop depends only on the ``EventSource`` and ``ReadModelStore`` protocols.
+Positions come from the read model: whenever this process gains a partition it
+claims it in the database (which fences any earlier owner) and seeks the source
+to the stored offset. A message that does not continue a partition exactly where
+the read model stands is never applied: older ones are skipped (already applied),
+a gap makes the loop seek back.
+
+Transient failures (source or database unreachable) are retried with backoff and
+logged; nothing is skipped. Bad messages are the store's business: they become
+dead letters inside the batch's transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, TypeVar
+
+from projector.errors import Fenced, GenerationChanged, SourceUnavailable, StoreUnavailable
+from projector.sources.base import EventSource, SourceMessage, TopicPartition
+from projector.store import BatchResult, Claim, ReadModelStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class Totals:
+    batches: int = 0
+    messages: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    refolded: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def add(self, result: BatchResult) -> None:
+        self.batches += 1
+        self.messages += result.messages
+        self.applied += result.applied
+        self.duplicates += result.duplicates
+        self.dead_letters += result.dead_letters
+        self.refolded += result.refolded
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
+Progress = Callable[[dict[TopicPartition, int], dict[TopicPartition, int] | None, Totals], None]
+
+
+class Projector:
+    """Projects a source into one generation of the read model.
+
+    ``follow_active``: the live projector writes into whichever generation is
+    active and moves to a new one when a rebuild switches. A rebuild writes into
+    its own ``generation`` (status ``building``) instead.
+    """
+
+    def __init__(
+        self,
+        source: EventSource,
+        store: ReadModelStore,
+        *,
+        generation: int | None = None,
+        require_status: str = "active",
+        batch_size: int = 500,
+        batch_max_wait_ms: int = 200,
+        progress: Progress | None = None,
+        on_batch: Callable[[BatchResult], None] | None = None,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.source = source
+        self.store = store
+        self.follow_active = generation is None
+        self.generation = generation
+        self.require_status = require_status
+        self.batch_size = batch_size
+        self.batch_max_wait_ms = batch_max_wait_ms
+        self.progress = progress
+        self.on_batch = on_batch
+        self.max_backoff = max_backoff
+        self.claims: dict[TopicPartition, Claim] = {}
+        self.totals = Totals()
+        self.stop_event = threading.Event()
+        self._failures = 0
+        self._gap_seen: dict[TopicPartition, tuple[int, int]] = {}
+
+    # -- public -------------------------------------------------------------------
+    def run(self, *, until_caught_up: bool = False, targets: dict[TopicPartition, int] | None = None) -> Totals:
+        """Project until stopped, or until every partition reaches ``targets``.
+
+        With ``until_caught_up`` and no ``targets``, the targets are the source's
+        end offsets seen at start.
+        """
+        self._retry(self.source.start)
+        if self.generation is None:
+            self.generation = self._retry(self.store.active_generation)
+        if until_caught_up and targets is None:
+            partitions = self._retry(self.source.partitions)
+            targets = self._retry(lambda: self.source.end_offsets(partitions))
+        last_report = 0.0
+        while not self.stop_event.is_set():
+            if targets is not None and self._caught_up(targets):
+                break
+            self._step()
+            if self.progress is not None and time.monotonic() - last_report >= 1.0:
+                last_report = time.monotonic()
+                self.progress(self._positions(), targets, self.totals)
+        if self.progress is not None:
+            self.progress(self._positions(), targets, self.totals)
+        return self.totals
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    # -- one step -----------------------------------------------------------------
+    def _step(self) -> None:
+        try:
+            self._reconcile()
+            messages = self.source.poll(self.batch_size, self.batch_max_wait_ms)
+            batch = self._admit(messages)
+            if not batch:
+                return
+            assert self.generation is not None
+            result = self.store.apply_batch(
+                self.generation,
+                batch,
+                {tp: self.claims[tp] for tp in {m.tp for m in batch}},
+                require_status=self.require_status,
+            )
+        except Fenced as exc:
+            log.warning("fenced: %s; re-claiming", exc)
+            self.claims.clear()
+            return
+        except GenerationChanged as exc:
+            if not self.follow_active:
+                raise
+            self.generation = self._retry(self.store.active_generation)
+            log.info("generation changed (%s); now projecting into generation %s", exc, self.generation)
+            self.claims.clear()
+            return
+        except (SourceUnavailable, StoreUnavailable) as exc:
+            self._backoff(exc)
+            self.claims.clear()  # positions are re-read from the read model after a failure
+            return
+        self._failures = 0
+        for tp, offset in result.next_offsets.items():
+            self.claims[tp] = Claim(self.claims[tp].epoch, offset)
+        self.totals.add(result)
+        self.source.commit_hint(result.next_offsets)
+        if self.on_batch is not None:
+            self.on_batch(result)
+
+    def _reconcile(self) -> None:
+        """Claim newly owned partitions (and seek to their stored offsets); drop lost ones."""
+        owned = self.source.assignment()
+        for tp in list(self.claims):
+            if tp not in owned:
+                del self.claims[tp]
+        assert self.generation is not None
+        for tp in sorted(owned - set(self.claims)):
+            claim = self.store.claim(self.generation, tp)
+            self.claims[tp] = claim
+            self.source.seek(tp, claim.next_offset)
+            log.info(
+                "claimed %s:%s in generation %s at offset %s (epoch %s)",
+                tp.topic, tp.partition, self.generation, claim.next_offset, claim.epoch,
+            )
+
+    def _admit(self, messages: list[SourceMessage]) -> list[SourceMessage]:
+        """Keep only messages that continue each claimed partition exactly."""
+        batch: list[SourceMessage] = []
+        expected = {tp: c.next_offset for tp, c in self.claims.items()}
+        by_tp: dict[TopicPartition, list[SourceMessage]] = defaultdict(list)
+        for message in messages:
+            by_tp[message.tp].append(message)
+        for tp, items in by_tp.items():
+            if tp not in expected:
+                continue  # not ours (yet): claimed and re-read on the next step
+            for message in sorted(items, key=lambda m: m.offset):
+                if message.offset < expected[tp]:
+                    continue  # already in the read model
+                if message.offset > expected[tp]:
+                    # A record was compacted away or deleted by retention, or the
+                    # source jumped: seek back once; a persistent gap is accepted.
+                    if self._gap_seen.get(tp) == (expected[tp], message.offset):
+                        log.warning(
+                            "offsets %s..%s of %s:%s are gone from the source; continuing",
+                            expected[tp], message.offset - 1, tp.topic, tp.partition,
+                        )
+                        self.claims[tp] = Claim(self.claims[tp].epoch, expected[tp])
+                    else:
+                        self._gap_seen[tp] = (expected[tp], message.offset)
+                        self.source.seek(tp, expected[tp])
+                        break
+                batch.append(message)
+                expected[tp] = message.offset + 1
+        return batch
+
+    # -- progress and failures ------------------------------------------------------
+    def _positions(self) -> dict[TopicPartition, int]:
+        assert self.generation is not None
+        try:
+            return self.store.offsets(self.generation)
+        except StoreUnavailable:
+            return {tp: c.next_offset for tp, c in self.claims.items()}
+
+    def _caught_up(self, targets: dict[TopicPartition, int]) -> bool:
+        assert self.generation is not None
+        stored = self._retry(lambda: self.store.offsets(self.generation or 0))
+        return all(stored.get(tp, 0) >= end for tp, end in targets.items() if end > 0)
+
+    def _backoff(self, exc: Exception) -> None:
+        self._failures += 1
+        delay = min(self.max_backoff, 0.5 * 2 ** min(self._failures - 1, 8))
+        log.warning("%s; retrying in %.1fs (attempt %s)", exc, delay, self._failures)
+        self.stop_event.wait(delay)
+
+    def _retry(self, call: Callable[[], T]) -> T:
+        while True:
+            try:
+                result = call()
+                self._failures = 0
+                return result
+            except (SourceUnavailable, StoreUnavailable) as exc:
+                if self.stop_event.is_set():
+                    raise
+                self._backoff(exc)
+
+
+def stderr_progress(
+    positions: dict[TopicPartition, int], targets: dict[TopicPartition, int] | None, totals: Totals
+) -> None:
+    """One plain progress line while catching up."""
+    rate = totals.messages / totals.seconds if totals.seconds > 0 else 0.0
+    if targets:
+        done = sum(min(positions.get(tp, 0), end) for tp, end in targets.items())
+        total = sum(targets.values())
+        pct = 100.0 * done / total if total else 100.0
+        print(
+            f"catching up: {done}/{total} messages ({pct:.1f}%), {totals.applied} applied, "
+            f"{totals.dead_letters} dead letters, {rate:.0f} msg/s",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        print(
+            f"projected {totals.messages} messages, {totals.applied} applied, "
+            f"{totals.dead_letters} dead letters, {rate:.0f} msg/s",
+            file=sys.stderr,
+            flush=True,
+        )

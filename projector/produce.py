@@ -1,0 +1,67 @@
+"""Producing to Kafka: for `projector simulate` and for tests that need a real stream."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from projector.errors import SourceUnavailable
+from projector.settings import Settings
+
+
+def ensure_topic(settings: Settings, partitions: int = 3) -> None:
+    """Create the topic if it does not exist (replication factor 1 if we create it)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers.split(","))
+    except (KafkaError, OSError) as exc:
+        raise SourceUnavailable(
+            f"Kafka at {settings.kafka_bootstrap_servers} is unavailable: {exc}"
+        ) from exc
+    try:
+        if settings.kafka_topic not in admin.list_topics():
+            admin.create_topics([NewTopic(settings.kafka_topic, partitions, 1)])
+    except TopicAlreadyExistsError:
+        pass
+    except KafkaError as exc:
+        raise SourceUnavailable(f"cannot create topic {settings.kafka_topic}: {exc}") from exc
+    finally:
+        admin.close()
+
+
+def produce(
+    settings: Settings,
+    messages: Sequence[tuple[bytes | None, bytes | None]]
+    | Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    partitions: int = 3,
+) -> None:
+    """Send (key, value[, headers]) messages in order and wait until all are acknowledged."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    ensure_topic(settings, partitions)
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+            acks="all",
+            linger_ms=5,
+            max_in_flight_requests_per_connection=1,
+        )
+    except (KafkaError, OSError) as exc:
+        raise SourceUnavailable(
+            f"Kafka at {settings.kafka_bootstrap_servers} is unavailable: {exc}"
+        ) from exc
+    try:
+        futures = []
+        for message in messages:
+            key, value = message[0], message[1]
+            headers = list(message[2]) if len(message) > 2 else None  # type: ignore[misc]
+            futures.append(producer.send(settings.kafka_topic, key=key, value=value, headers=headers))
+        producer.flush(timeout=60)
+        for future in futures:
+            future.get(timeout=60)
+    except KafkaError as exc:
+        raise SourceUnavailable(f"producing to {settings.kafka_topic} failed: {exc}") from exc
+    finally:
+        producer.close(timeout=10)

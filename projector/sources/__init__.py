@@ -1,0 +1,20 @@
+"""Event sources behind one small protocol: a Kafka topic or a JSON Lines file."""
+
+from __future__ import annotations
+
+from projector.sources.base import EventSource, SourceMessage, TopicPartition
+from projector.settings import Settings
+
+
+def open_source(settings: Settings, *, group: bool = True) -> EventSource:
+    """The source named by ``EVENT_SOURCE``; created here, connected on first use."""
+    if settings.uses_kafka:
+        from projector.sources.kafka import KafkaSource
+
+        return KafkaSource(settings, group=group)
+    from projector.sources.file import FileSource
+
+    return FileSource(settings.event_source)
+
+
+__all__ = ["EventSource", "SourceMessage", "TopicPartition", "open_source"]

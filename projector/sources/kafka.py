@@ -1,0 +1,171 @@
+"""Kafka as an event source (kafka-python 3): a consumer group, or explicit partitions.
+
+The consumer is created on first use, never in ``__init__``, so that building a
+source never touches the network. Auto-commit is off: the read model keeps the
+offsets; what we commit to Kafka is only a hint for lag tools.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+from projector.errors import SourceUnavailable
+from projector.settings import Settings
+from projector.sources.base import SourceMessage, TopicPartition
+
+log = logging.getLogger(__name__)
+
+_TIMEOUT_MS = 15_000
+
+
+class KafkaSource:
+    def __init__(self, settings: Settings, *, group: bool = True) -> None:
+        self.settings = settings
+        self.topic = settings.kafka_topic
+        self.group = group
+        self._consumer: Any = None
+
+    # -- protocol ---------------------------------------------------------------
+    def partitions(self) -> list[TopicPartition]:
+        consumer = self._client()
+        try:
+            ids = consumer.partitions_for_topic(self.topic)
+        except Exception as exc:  # noqa: BLE001 - any client failure is "unreachable" here
+            raise self._unavailable(exc) from exc
+        if not ids:
+            raise SourceUnavailable(
+                f"topic {self.topic!r} does not exist on {self.settings.kafka_bootstrap_servers}"
+            )
+        return [TopicPartition(self.topic, p) for p in sorted(ids)]
+
+    def start(self) -> None:
+        consumer = self._client()
+        if self.group:
+            consumer.subscribe([self.topic])
+
+    def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        from kafka import TopicPartition as KTP
+
+        self._client().assign([KTP(tp.topic, tp.partition) for tp in partitions])
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._client().assignment()}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        from kafka import TopicPartition as KTP
+
+        self._client().seek(KTP(tp.topic, tp.partition), offset)
+
+    def poll(self, max_records: int, timeout_ms: int) -> list[SourceMessage]:
+        from kafka.errors import KafkaError
+
+        try:
+            records = self._client().poll(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            raise self._unavailable(exc) from exc
+        messages: list[SourceMessage] = []
+        for ktp, batch in records.items():
+            for record in batch:
+                messages.append(
+                    SourceMessage(
+                        topic=ktp.topic,
+                        partition=ktp.partition,
+                        offset=record.offset,
+                        key=record.key,
+                        value=record.value,
+                        headers=tuple((h[0], h[1]) for h in (record.headers or ())),
+                        timestamp_ms=record.timestamp,
+                    )
+                )
+        return messages
+
+    def beginning_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return self._offsets("beginning_offsets", partitions)
+
+    def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return self._offsets("end_offsets", partitions)
+
+    def offsets_for_time(
+        self, partitions: Sequence[TopicPartition], timestamp_ms: int
+    ) -> dict[TopicPartition, int]:
+        from kafka import TopicPartition as KTP
+        from kafka.errors import KafkaError
+
+        ends = self.end_offsets(partitions)
+        try:
+            found = self._client().offsets_for_times(
+                {KTP(tp.topic, tp.partition): timestamp_ms for tp in partitions},
+                timeout_ms=_TIMEOUT_MS,
+            )
+        except KafkaError as exc:
+            raise self._unavailable(exc) from exc
+        out: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            hit = found.get(KTP(tp.topic, tp.partition))
+            out[tp] = hit.offset if hit is not None else ends[tp]
+        return out
+
+    def commit_hint(self, offsets: dict[TopicPartition, int]) -> None:
+        if not self.group or not offsets:
+            return
+        from kafka import TopicPartition as KTP
+        from kafka.structs import OffsetAndMetadata
+
+        try:
+            self._client().commit_async(
+                {KTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
+            )
+        except Exception as exc:  # noqa: BLE001 - a hint only; the read model has the truth
+            log.debug("kafka commit hint failed: %s", exc)
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            finally:
+                self._consumer = None
+
+    # -- helpers ----------------------------------------------------------------
+    def _client(self) -> Any:
+        if self._consumer is None:
+            from kafka import KafkaConsumer
+            from kafka.errors import KafkaError
+
+            try:
+                self._consumer = KafkaConsumer(
+                    bootstrap_servers=self.settings.kafka_bootstrap_servers.split(","),
+                    group_id=self.settings.kafka_group_id if self.group else None,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    max_poll_records=self.settings.batch_size,
+                    fetch_max_wait_ms=self.settings.batch_max_wait_ms,
+                    client_id="delivery-projector",
+                    session_timeout_ms=10_000,
+                    heartbeat_interval_ms=1_000,
+                    request_timeout_ms=_TIMEOUT_MS + 5_000,
+                    bootstrap_timeout_ms=_TIMEOUT_MS,
+                )
+            except (KafkaError, OSError, ValueError) as exc:
+                raise self._unavailable(exc) from exc
+        return self._consumer
+
+    def _offsets(self, method: str, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        from kafka import TopicPartition as KTP
+        from kafka.errors import KafkaError
+
+        if not partitions:
+            return {}
+        try:
+            found = getattr(self._client(), method)(
+                [KTP(tp.topic, tp.partition) for tp in partitions], timeout_ms=_TIMEOUT_MS
+            )
+        except KafkaError as exc:
+            raise self._unavailable(exc) from exc
+        return {TopicPartition(k.topic, k.partition): int(v) for k, v in found.items()}
+
+    def _unavailable(self, exc: BaseException) -> SourceUnavailable:
+        return SourceUnavailable(
+            f"Kafka at {self.settings.kafka_bootstrap_servers} is unavailable: "
+            f"{type(exc).__name__}: {exc}"
+        )

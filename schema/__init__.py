@@ -1,0 +1,1 @@
+"""The contract both sides share: events, read-model tables and their migrations."""

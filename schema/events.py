@@ -1,0 +1,345 @@
+"""The event envelope and catalogue: how one raw message becomes one event.
+
+This module is the contract of section 1 of CONTRACT.md in code. It imports only
+the standard library so that both the projector and its tests can use it without
+a database or a broker. Every way a message can be unreadable maps to one stable
+``ErrorCode`` and a readable reason; the projector stores both in a dead letter.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone, tzinfo
+from typing import Any, Final, Mapping, Sequence
+from zoneinfo import ZoneInfo
+
+MAX_ID_LENGTH: Final = 128
+
+
+class EventType(str, enum.Enum):
+    """The known event types, by canonical name."""
+
+    CREATED = "DeliveryCreated"
+    RIDER_ASSIGNED = "DeliveryRiderAssigned"
+    RIDER_UNASSIGNED = "DeliveryRiderUnassigned"
+    PICKED_UP = "DeliveryPickedUp"
+    COMPLETED = "DeliveryCompleted"
+    CANCELLED = "DeliveryCancelled"
+    ETA_CHANGED = "DeliveryEtaChanged"
+
+
+#: Korean aliases accepted on input; stored and shown under the canonical name.
+ALIASES: Final[Mapping[str, EventType]] = {
+    "배달생성": EventType.CREATED,
+    "배차완료": EventType.RIDER_ASSIGNED,
+    "배차취소": EventType.RIDER_UNASSIGNED,
+    "픽업완료": EventType.PICKED_UP,
+    "배달완료": EventType.COMPLETED,
+    "배달취소": EventType.CANCELLED,
+    "배달예상시간변경": EventType.ETA_CHANGED,
+}
+
+
+@dataclass(frozen=True)
+class DataField:
+    """One field of ``data`` that a known event type reads."""
+
+    name: str
+    kind: str  # "string" or "datetime"
+    required: bool
+
+
+#: What each known type reads from ``data``. Other fields are kept, never an error.
+DATA_FIELDS: Final[Mapping[EventType, Sequence[DataField]]] = {
+    EventType.CREATED: (
+        DataField("orderId", "string", True),
+        DataField("shopId", "string", True),
+        DataField("estimatedDeliveryAt", "datetime", False),
+    ),
+    EventType.RIDER_ASSIGNED: (DataField("riderId", "string", True),),
+    EventType.RIDER_UNASSIGNED: (DataField("reason", "string", False),),
+    EventType.PICKED_UP: (DataField("riderId", "string", False),),
+    EventType.COMPLETED: (),
+    EventType.CANCELLED: (DataField("reason", "string", False),),
+    EventType.ETA_CHANGED: (DataField("estimatedDeliveryAt", "datetime", True),),
+}
+
+
+class ErrorCode(str, enum.Enum):
+    """Stable codes for why a message was dead-lettered."""
+
+    EMPTY_MESSAGE = "EMPTY_MESSAGE"
+    INVALID_UTF8 = "INVALID_UTF8"
+    INVALID_JSON = "INVALID_JSON"
+    NOT_AN_OBJECT = "NOT_AN_OBJECT"
+    MISSING_FIELD = "MISSING_FIELD"
+    WRONG_TYPE = "WRONG_TYPE"
+    EMPTY_FIELD = "EMPTY_FIELD"
+    FIELD_TOO_LONG = "FIELD_TOO_LONG"
+    INVALID_TIME = "INVALID_TIME"
+    MISSING_DATA_FIELD = "MISSING_DATA_FIELD"
+    INVALID_DATA_FIELD = "INVALID_DATA_FIELD"
+
+
+class EventParseError(ValueError):
+    """A message that cannot become an event. ``code`` is stable, ``reason`` is for people."""
+
+    def __init__(self, code: ErrorCode, reason: str) -> None:
+        super().__init__(f"{code.value}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Event:
+    """One valid delivery event, as folded and as kept in the history.
+
+    ``event_type`` is the canonical name for a known type and the name as received
+    for an unknown one; ``known`` tells which.
+    """
+
+    event_id: str
+    event_type: str
+    delivery_id: str
+    occurred_at: datetime  # always aware, in UTC
+    sequence: int | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    known: bool = True
+    #: ``data.estimatedDeliveryAt`` read as an instant (in SOURCE_TIMEZONE when it has no offset).
+    estimated_delivery_at: datetime | None = None
+
+    @property
+    def sort_key(self) -> tuple[datetime, int, str]:
+        """The fold order of CONTRACT.md rule 1: time, sequence (absent is 0), event id."""
+        return (self.occurred_at, self.sequence or 0, self.event_id)
+
+    @property
+    def kind(self) -> EventType | None:
+        return EventType(self.event_type) if self.known else None
+
+
+def canonical_type(name: str) -> EventType | None:
+    """The known type for a canonical name or a Korean alias, else None."""
+    if name in ALIASES:
+        return ALIASES[name]
+    try:
+        return EventType(name)
+    except ValueError:
+        return None
+
+
+def parse_time(value: object, source_tz: tzinfo, what: str) -> datetime:
+    """Read an ISO-8601 time (or ``YYYY-MM-DD HH:MM:SS``) as an aware UTC datetime.
+
+    A time without an offset is read in ``source_tz``.
+    """
+    if not isinstance(value, str):
+        raise EventParseError(
+            ErrorCode.INVALID_TIME, f"{what} must be an ISO-8601 string, got {_kind(value)}"
+        )
+    text = value.strip()
+    if len(text) < 10:
+        raise EventParseError(ErrorCode.INVALID_TIME, f"{what} is not a date-time: {value!r}")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise EventParseError(
+            ErrorCode.INVALID_TIME, f"{what} is not a date-time: {value[:64]!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=source_tz)
+    return parsed.astimezone(timezone.utc)
+
+
+def decode_value(raw: bytes | None) -> dict[str, Any]:
+    """Bytes -> JSON object; a JSON string holding the object is decoded once more."""
+    if raw is None or raw == b"":
+        raise EventParseError(ErrorCode.EMPTY_MESSAGE, "the message has no value")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventParseError(
+            ErrorCode.INVALID_UTF8, f"the value is not valid UTF-8 (byte {exc.start})"
+        ) from None
+    try:
+        value = json.loads(text)
+        if isinstance(value, str):  # Debezium outbox router with a text payload column
+            value = json.loads(value)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise EventParseError(ErrorCode.INVALID_JSON, f"the value is not JSON: {reason}") from None
+    if not isinstance(value, dict):
+        raise EventParseError(
+            ErrorCode.NOT_AN_OBJECT, f"the value must be a JSON object, got {_kind(value)}"
+        )
+    return value
+
+
+def parse_message(
+    value: bytes | None,
+    key: bytes | None = None,
+    headers: Sequence[tuple[str, bytes | None]] = (),
+    source_tz: tzinfo = timezone.utc,
+) -> Event:
+    """Parse one message into an ``Event`` or raise ``EventParseError``."""
+    body = decode_value(value)
+    header_map = _headers(headers)
+
+    event_id = _identifier(body, "eventId", header_map.get("id"), "header 'id'")
+    raw_type = _identifier(body, "eventType", header_map.get("eventType"), "header 'eventType'")
+    delivery_id = _identifier(body, "deliveryId", _key_text(key), "message key")
+
+    if "occurrenceDateTime" in body:
+        occurred_at = parse_time(body["occurrenceDateTime"], source_tz, "occurrenceDateTime")
+    elif "occurenceDateTime" in body:
+        occurred_at = parse_time(body["occurenceDateTime"], source_tz, "occurenceDateTime")
+    else:
+        raise EventParseError(ErrorCode.MISSING_FIELD, "occurrenceDateTime is required")
+
+    sequence = body.get("sequence")
+    if sequence is not None and (isinstance(sequence, bool) or not isinstance(sequence, int)):
+        raise EventParseError(
+            ErrorCode.WRONG_TYPE, f"sequence must be an integer, got {_kind(sequence)}"
+        )
+    if sequence is not None and not -(2**63) <= sequence < 2**63:
+        raise EventParseError(ErrorCode.WRONG_TYPE, "sequence is outside the 64-bit range")
+
+    data = body.get("data", {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise EventParseError(ErrorCode.WRONG_TYPE, f"data must be an object, got {_kind(data)}")
+
+    return make_event(event_id, raw_type, delivery_id, occurred_at, sequence, data, source_tz)
+
+
+def make_event(
+    event_id: str,
+    event_type: str,
+    delivery_id: str,
+    occurred_at: datetime,
+    sequence: int | None,
+    data: Mapping[str, Any],
+    source_tz: tzinfo = timezone.utc,
+) -> Event:
+    """An ``Event`` from fields already read (a message, or a history row).
+
+    Raises ``EventParseError`` when a known type lacks its ``data`` fields.
+    """
+    kind = canonical_type(event_type)
+    eta = None
+    if kind is not None:
+        _check_data(kind, data, source_tz)
+        if data.get("estimatedDeliveryAt") is not None:
+            eta = parse_time(data["estimatedDeliveryAt"], source_tz, "data.estimatedDeliveryAt")
+    return Event(
+        event_id=event_id,
+        event_type=kind.value if kind is not None else event_type,
+        delivery_id=delivery_id,
+        occurred_at=occurred_at,
+        sequence=sequence,
+        data=data,
+        known=kind is not None,
+        estimated_delivery_at=eta,
+    )
+
+
+def _check_data(kind: EventType, data: Mapping[str, Any], source_tz: tzinfo) -> None:
+    for spec in DATA_FIELDS[kind]:
+        value = data.get(spec.name)
+        if value is None:
+            if spec.required:
+                raise EventParseError(
+                    ErrorCode.MISSING_DATA_FIELD, f"{kind.value} requires data.{spec.name}"
+                )
+            continue
+        if spec.kind == "string":
+            if not isinstance(value, str):
+                raise EventParseError(
+                    ErrorCode.INVALID_DATA_FIELD,
+                    f"data.{spec.name} must be a string, got {_kind(value)}",
+                )
+            if spec.required and not value.strip():
+                raise EventParseError(
+                    ErrorCode.INVALID_DATA_FIELD, f"data.{spec.name} must not be empty"
+                )
+        else:
+            try:
+                parse_time(value, source_tz, f"data.{spec.name}")
+            except EventParseError as exc:
+                raise EventParseError(ErrorCode.INVALID_DATA_FIELD, exc.reason) from None
+
+
+def _identifier(
+    body: Mapping[str, Any], name: str, fallback: str | None, fallback_name: str
+) -> str:
+    value = body.get(name)
+    if value is None:
+        if fallback is None:
+            raise EventParseError(
+                ErrorCode.MISSING_FIELD, f"{name} is required (absent from the body and {fallback_name})"
+            )
+        value = fallback
+    if not isinstance(value, str):
+        raise EventParseError(ErrorCode.WRONG_TYPE, f"{name} must be a string, got {_kind(value)}")
+    if not value.strip():
+        raise EventParseError(ErrorCode.EMPTY_FIELD, f"{name} must not be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise EventParseError(
+            ErrorCode.FIELD_TOO_LONG,
+            f"{name} has {len(value)} characters, at most {MAX_ID_LENGTH} are allowed",
+        )
+    return value
+
+
+def _headers(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str]:
+    """Header values as text; a JSON-quoted string (Debezium's JSON converter) is unquoted."""
+    out: dict[str, str] = {}
+    for name, raw in headers or ():
+        if raw is None:
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+            try:
+                decoded = json.loads(text)
+            except json.JSONDecodeError:
+                decoded = None
+            if isinstance(decoded, str):
+                text = decoded
+        out.setdefault(name, text)
+    return out
+
+
+def _key_text(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def zone(name: str) -> tzinfo:
+    """A time zone by IANA name (``UTC``, ``Asia/Seoul``)."""
+    return timezone.utc if name.upper() == "UTC" else ZoneInfo(name)

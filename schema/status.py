@@ -1,0 +1,89 @@
+"""Read-only queries on the projection's own state, shared by `projector status` and the API.
+
+They live in ``schema`` because both sides must answer ``ProjectionStatus`` the
+same way (CONTRACT.md §2): counts over the served generation, offsets per partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
+
+from sqlalchemy import Connection, func, select
+
+from schema.tables import dead_letters, delivery_events, projection_offsets
+
+
+@dataclass(frozen=True)
+class Counts:
+    events_applied: int
+    unknown_events: int
+    dead_letters: int
+    last_event_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PartitionOffset:
+    topic: str
+    partition: int
+    next_offset: int
+
+
+def counts(conn: Connection, generation: int) -> Counts:
+    """Distinct events applied (unknown types included), unknown ones, pending dead letters."""
+    row = conn.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(1 - delivery_events.c.known), 0),
+            func.max(delivery_events.c.occurred_at),
+        ).where(delivery_events.c.generation == generation)
+    ).one()
+    dead = conn.execute(
+        select(func.count()).where(
+            dead_letters.c.generation == generation, dead_letters.c.status == "pending"
+        )
+    ).scalar_one()
+    return Counts(int(row[0]), int(row[1]), int(dead), row[2])
+
+
+def partition_offsets(conn: Connection, generation: int) -> list[PartitionOffset]:
+    rows = conn.execute(
+        select(
+            projection_offsets.c.topic,
+            projection_offsets.c.partition,
+            projection_offsets.c.next_offset,
+        )
+        .where(projection_offsets.c.generation == generation)
+        .order_by(projection_offsets.c.topic, projection_offsets.c.partition)
+    ).all()
+    return [PartitionOffset(r.topic, int(r.partition), int(r.next_offset)) for r in rows]
+
+
+def status_document(
+    generation: int,
+    offsets: list[PartitionOffset],
+    ends: Mapping[tuple[str, int], int] | None,
+    c: Counts,
+) -> dict[str, Any]:
+    """``ProjectionStatus`` as JSON, with the contract's field names."""
+    partitions = []
+    for p in offsets:
+        end = None if ends is None else ends.get((p.topic, p.partition))
+        partitions.append(
+            {
+                "topic": p.topic,
+                "partition": p.partition,
+                "nextOffset": p.next_offset,
+                "endOffset": end,
+                "lag": None if end is None else max(end - p.next_offset, 0),
+            }
+        )
+    return {
+        "partitions": partitions,
+        "eventsApplied": c.events_applied,
+        "unknownEvents": c.unknown_events,
+        "deadLetters": c.dead_letters,
+        "lastEventAt": None if c.last_event_at is None else c.last_event_at.isoformat(),
+        "generation": generation,
+    }
