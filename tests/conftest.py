@@ -1,0 +1,104 @@
+"""Fixtures: real PostgreSQL and Kafka from `scripts/services`, fresh per test.
+
+The services are started by the test command (``scripts/test``), which exports
+``TEST_DATABASE_URL`` and ``KAFKA_BOOTSTRAP_SERVERS``. A test that needs a service
+that is not configured fails: nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from schema.db import make_engine, migrate
+from tests.helpers import make_event, unique
+
+
+def _require(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(
+            f"{name} is not set: run the tests with scripts/test, which starts Kafka and "
+            "PostgreSQL (scripts/services up)",
+            pytrace=False,
+        )
+    return value
+
+
+@pytest.fixture
+def event_factory() -> Callable[..., dict]:
+    return make_event
+
+
+# -- PostgreSQL -----------------------------------------------------------------
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test; dropped afterwards."""
+    base = _require("TEST_DATABASE_URL")
+    admin_url = os.environ.get("TEST_DATABASE_ADMIN_URL") or base
+    name = unique("t").replace("-", "_")
+    owner = make_url(base).username
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else "")))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'read_model.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on the embedded default and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'read_model.db'}"
+    return request.getfixturevalue("pg_url")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def migrated_url(db_url: str) -> str:
+    engine = make_engine(db_url)
+    migrate(engine)
+    engine.dispose()
+    return db_url
+
+
+# -- Kafka ----------------------------------------------------------------------
+@pytest.fixture
+def kafka_bootstrap() -> str:
+    return _require("KAFKA_BOOTSTRAP_SERVERS")
+
+
+@pytest.fixture
+def topic_factory(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
+    """Creates fresh topics (3 partitions unless told); deletes them afterwards."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    created: list[str] = []
+
+    def factory(partitions: int = 3) -> str:
+        name = unique("delivery-events")
+        admin.create_topics([NewTopic(name, partitions, 1)])
+        created.append(name)
+        return name
+
+    yield factory
+    try:
+        if created:
+            admin.delete_topics(created)
+    finally:
+        admin.close()

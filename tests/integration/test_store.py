@@ -1,0 +1,148 @@
+"""The SQL store, the same tests on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from projector.errors import Fenced, GenerationChanged
+from projector.fold import fold
+from projector.sources.base import SourceMessage, TopicPartition
+from projector.store import NOTIFY_CHANNEL, Claim, SqlStore, row_to_db
+from schema.db import make_engine
+from schema.events import parse_message
+from schema.tables import dead_letters, delivery_events, generations, projection_offsets
+from tests.helpers import encode, make_event, table_rows
+
+pytestmark = pytest.mark.integration
+
+TP = TopicPartition("delivery-events", 0)
+
+
+def _messages(events: list[dict[str, Any] | bytes], start: int = 0) -> list[SourceMessage]:
+    return [
+        SourceMessage(TP.topic, TP.partition, start + i, b"D-1",
+                      e if isinstance(e, bytes) else encode(e))
+        for i, e in enumerate(events)
+    ]
+
+
+@pytest.fixture
+def store(migrated_url: str) -> Any:
+    engine = make_engine(migrated_url)
+    yield SqlStore(engine)
+    engine.dispose()
+
+
+def test_a_batch_commits_offsets_history_rows_and_dead_letters_together(store: SqlStore, migrated_url: str) -> None:
+    claim = store.claim(1, TP)
+    events = [
+        make_event("DeliveryCreated", at="2026-11-25T10:00:00Z", event_id="a"),
+        b"not json",
+        make_event("DeliveryRiderAssigned", at="2026-11-25T10:05:00Z", event_id="b"),
+        make_event("DeliveryRiderAssigned", at="2026-11-25T10:05:00Z", event_id="b",
+                   data={"riderId": "R-other"}),  # same id again: the first copy wins
+    ]
+    result = store.apply_batch(1, _messages(events), {TP: claim})
+    assert (result.applied, result.duplicates, result.dead_letters) == (2, 1, 1)
+    assert store.offsets(1) == {TP: 4}
+    rows = table_rows(migrated_url)
+    assert rows["D-1"]["rider_id"] == "R-1" and rows["D-1"]["state"] == "ASSIGNED"
+    with store.engine.connect() as conn:
+        dead = conn.execute(select(dead_letters)).one()
+    assert (dead.offset, dead.value, dead.error_code) == (1, b"not json", "INVALID_JSON")
+
+
+def test_a_late_event_refolds_the_delivery_from_its_history(store: SqlStore, migrated_url: str) -> None:
+    claim = store.claim(1, TP)
+    first = [
+        make_event("DeliveryCancelled", at="2026-11-25T10:30:00Z", event_id="c", data={"reason": "x"}),
+    ]
+    late = [
+        make_event("DeliveryCreated", at="2026-11-25T10:00:00Z", event_id="a"),
+        make_event("DeliveryRiderAssigned", at="2026-11-25T10:10:00Z", event_id="b"),
+    ]
+    store.apply_batch(1, _messages(first), {TP: claim})
+    result = store.apply_batch(1, _messages(late, start=1), {TP: store.claim(1, TP)})
+    assert result.refolded == 1
+    expected = fold(parse_message(encode(e)) for e in first + late)
+    assert expected is not None
+    assert table_rows(migrated_url)["D-1"] == row_to_db(1, expected)
+    assert table_rows(migrated_url)["D-1"]["state"] == "CANCELLED"
+
+
+def test_a_consumer_whose_partition_was_claimed_again_is_fenced(store: SqlStore, migrated_url: str) -> None:
+    old = store.claim(1, TP)
+    new = store.claim(1, TP)  # another process took the partition over
+    assert new.epoch > old.epoch
+    with pytest.raises(Fenced):
+        store.apply_batch(1, _messages([make_event(event_id="a")]), {TP: old})
+    assert table_rows(migrated_url) == {}  # nothing of the fenced batch was written
+    assert store.offsets(1) == {TP: 0}
+    store.apply_batch(1, _messages([make_event(event_id="a")]), {TP: new})
+    assert store.offsets(1) == {TP: 1}
+
+
+def test_a_batch_that_does_not_continue_the_stored_offset_is_refused(store: SqlStore) -> None:
+    claim = store.claim(1, TP)
+    store.apply_batch(1, _messages([make_event(event_id="a")]), {TP: claim})
+    with pytest.raises(Fenced):  # the claim still says offset 0: someone else moved on
+        store.apply_batch(1, _messages([make_event(event_id="b")], start=1), {TP: claim})
+
+
+def test_writing_into_a_generation_that_is_no_longer_active_is_refused(store: SqlStore, migrated_url: str) -> None:
+    claim = store.claim(1, TP)
+    with store.engine.begin() as conn:
+        conn.execute(update(generations).values(status="retired"))
+    with pytest.raises(GenerationChanged):
+        store.apply_batch(1, _messages([make_event(event_id="a")]), {TP: claim})
+    assert table_rows(migrated_url) == {}
+
+
+def test_unknown_event_types_are_kept_in_history_and_counted(store: SqlStore, migrated_url: str) -> None:
+    claim = store.claim(1, TP)
+    events = [
+        make_event("DeliveryCreated", at="2026-11-25T10:00:00Z", event_id="a"),
+        make_event("DeliveryTeleported", at="2026-11-25T11:00:00Z", event_id="b", data={"to": "Mars"}),
+        make_event("배차완료", at="2026-11-25T10:10:00Z", event_id="c", data={"riderId": "R-1"}),
+    ]
+    store.apply_batch(1, _messages(events), {TP: claim})
+    row = table_rows(migrated_url)["D-1"]
+    assert (row["state"], row["event_count"]) == ("ASSIGNED", 3)
+    assert row["last_event_at"].isoformat() == "2026-11-25T11:00:00+00:00"
+    with store.engine.connect() as conn:
+        kept = {r.event_id: (r.event_type, r.known, r.data) for r in conn.execute(select(delivery_events))}
+    assert kept["b"] == ("DeliveryTeleported", 0, {"to": "Mars"})
+    assert kept["c"][0] == "DeliveryRiderAssigned"
+
+
+def test_postgresql_notifies_listeners_only_after_commit(pg_url: str) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from schema.db import migrate
+
+    engine = make_engine(pg_url)
+    migrate(engine)
+    store = SqlStore(engine)
+    dsn = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        claim = store.claim(1, TP)
+        with pytest.raises(Fenced):  # a refused batch must not notify
+            store.apply_batch(1, _messages([make_event(event_id="x")]), {TP: Claim(claim.epoch - 1, 0)})
+        store.apply_batch(1, _messages([make_event(event_id="a", delivery_id="D-1")]), {TP: claim})
+        received = list(listener.notifies(timeout=5, stop_after=1))
+    engine.dispose()
+    assert len(received) == 1
+    assert json.loads(received[0].payload) == {"generation": 1, "ids": ["D-1"]}
+
+
+def test_offsets_rows_carry_the_owner(store: SqlStore) -> None:
+    store.claim(1, TP)
+    with store.engine.connect() as conn:
+        row = conn.execute(select(projection_offsets)).one()
+    assert row.owner == store.owner and row.owner_epoch == 1
