@@ -17,7 +17,8 @@ from typing import Any, NoReturn, Sequence
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from projector.errors import ProjectorError, StoreUnavailable
+from projector.errors import ProjectorError
+from schema.db import redacted
 from projector.settings import Settings
 
 log = logging.getLogger("projector")
@@ -143,6 +144,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    settings: Settings | None = None
     try:
         settings = settings_from(args)
         from projector import commands
@@ -155,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProjectorError as exc:
         return _fail(str(exc), 1)
     except OperationalError as exc:
-        return _fail(str(StoreUnavailable(_first_line(exc))), 1)
+        where = redacted(settings.database_url) if settings is not None else "the database"
+        return _fail(f"database {where} is unavailable: {_first_line(exc)}", 1)
     except ProgrammingError as exc:
         return _fail(f"database error (is the read model migrated? run `projector migrate`): "
                      f"{_first_line(exc)}", 1)
@@ -199,7 +202,8 @@ def _setup_logging(verbose: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
-        logging.getLogger("kafka").setLevel(logging.WARNING)
+        # kafka-python logs every reconnect attempt; our own retries say what matters.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
 

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar
+from typing import Callable, Protocol, TypeVar, cast
 
 from projector.errors import Fenced, GenerationChanged, SourceUnavailable, StoreUnavailable
 from projector.sources.base import EventSource, SourceMessage, TopicPartition
@@ -54,6 +54,10 @@ class Totals:
         return time.monotonic() - self.started
 
 
+class _EpochStore(Protocol):
+    def epochs(self, generation: int) -> dict[TopicPartition, int]: ...
+
+
 Progress = Callable[[dict[TopicPartition, int], dict[TopicPartition, int] | None, Totals], None]
 
 
@@ -77,6 +81,8 @@ class Projector:
         progress: Progress | None = None,
         on_batch: Callable[[BatchResult], None] | None = None,
         max_backoff: float = 30.0,
+        limits: dict[TopicPartition, int] | None = None,
+        yield_when_fenced: bool = False,
     ) -> None:
         self.source = source
         self.store = store
@@ -93,6 +99,14 @@ class Projector:
         self.stop_event = threading.Event()
         self._failures = 0
         self._gap_seen: dict[TopicPartition, tuple[int, int]] = {}
+        # ``limits``: never apply a message at or beyond this offset (verify replays a
+        # scratch generation up to exactly the live generation's offsets).
+        self.limits = dict(limits or {})
+        # ``yield_when_fenced``: a partition taken by another projector is left to it
+        # (not re-claimed); ``run`` with targets then waits for the stored offsets.
+        # Used by an in-place rebuild so it never fights the live projector.
+        self.yield_when_fenced = yield_when_fenced
+        self.released: set[TopicPartition] = set()
 
     # -- public -------------------------------------------------------------------
     def run(self, *, until_caught_up: bool = False, targets: dict[TopicPartition, int] | None = None) -> Totals:
@@ -101,12 +115,14 @@ class Projector:
         With ``until_caught_up`` and no ``targets``, the targets are the source's
         end offsets seen at start.
         """
-        self._retry(self.source.start)
+        # At start an unreachable source or database is an error for the operator;
+        # once running, the same failures are transient and retried.
+        self.source.start()
         if self.generation is None:
-            self.generation = self._retry(self.store.active_generation)
+            self.generation = self.store.active_generation()
         if until_caught_up and targets is None:
-            partitions = self._retry(self.source.partitions)
-            targets = self._retry(lambda: self.source.end_offsets(partitions))
+            partitions = self.source.partitions()
+            targets = self.source.end_offsets(partitions)
         last_report = 0.0
         while not self.stop_event.is_set():
             if targets is not None and self._caught_up(targets):
@@ -126,6 +142,8 @@ class Projector:
     def _step(self) -> None:
         try:
             self._reconcile()
+            if self.released and not self.claims:
+                return  # every partition left to the projector that took it
             messages = self.source.poll(self.batch_size, self.batch_max_wait_ms)
             batch = self._admit(messages)
             if not batch:
@@ -138,6 +156,9 @@ class Projector:
                 require_status=self.require_status,
             )
         except Fenced as exc:
+            if self.yield_when_fenced:
+                self._release_lost(exc)
+                return
             log.warning("fenced: %s; re-claiming", exc)
             self.claims.clear()
             return
@@ -162,7 +183,10 @@ class Projector:
 
     def _reconcile(self) -> None:
         """Claim newly owned partitions (and seek to their stored offsets); drop lost ones."""
-        owned = self.source.assignment()
+        owned = self.source.assignment() - self.released
+        if not owned and self.released:
+            self.stop_event.wait(self.batch_max_wait_ms / 1000)  # all left to their owner
+            return
         for tp in list(self.claims):
             if tp not in owned:
                 del self.claims[tp]
@@ -186,9 +210,12 @@ class Projector:
         for tp, items in by_tp.items():
             if tp not in expected:
                 continue  # not ours (yet): claimed and re-read on the next step
+            limit = self.limits.get(tp)
             for message in sorted(items, key=lambda m: m.offset):
                 if message.offset < expected[tp]:
                     continue  # already in the read model
+                if limit is not None and message.offset >= limit:
+                    break  # beyond this run's upper limit
                 if message.offset > expected[tp]:
                     # A record was compacted away or deleted by retention, or the
                     # source jumped: seek back once; a persistent gap is accepted.
@@ -205,6 +232,24 @@ class Projector:
                 batch.append(message)
                 expected[tp] = message.offset + 1
         return batch
+
+    def _release_lost(self, exc: Fenced) -> None:
+        """Leave every partition whose epoch moved on to its new owner; re-claim none."""
+        assert self.generation is not None
+        generation = self.generation
+        current = self._retry(lambda: cast(_EpochStore, self.store).epochs(generation))
+        lost = False
+        for tp, claim in list(self.claims.items()):
+            if current.get(tp) != claim.epoch:
+                lost = True
+                self.released.add(tp)
+                del self.claims[tp]
+                log.info(
+                    "%s:%s was taken by another projector (%s); leaving it the replay",
+                    tp.topic, tp.partition, exc,
+                )
+        if not lost:
+            self.claims.clear()
 
     # -- progress and failures ------------------------------------------------------
     def _positions(self) -> dict[TopicPartition, int]:

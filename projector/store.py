@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from sqlalchemy import Connection, Engine, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from projector.errors import Fenced, GenerationChanged, StoreUnavailable
 from projector.fold import DeliveryRow, State, apply, fold
@@ -406,6 +406,77 @@ class SqlStore:
         payload = json.dumps({"generation": generation, "ids": ids}, ensure_ascii=False)
         conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, payload)))
 
+    # -- repair (rebuild --in-place) ----------------------------------------------
+    def refold(self, generation: int, delivery_ids: Iterable[str], *,
+               require_status: str = "active", chunk: int = 500) -> int:
+        """Recompute the current rows of these deliveries from their history; returns how many.
+
+        ``apply_batch`` skips an event id it already holds and refolds nothing, so a
+        replay cannot by itself restore a row that was lost while its history stayed.
+        Each chunk is one transaction that first locks the generation's row (FOR
+        UPDATE on PostgreSQL; SQLite writers are serial): the live projector's batches
+        take FOR SHARE on it, so none interleaves between reading a history and
+        writing its row.
+        """
+        ids = sorted(set(delivery_ids))
+        done = 0
+        for part in _chunks(ids, chunk):
+            with self._begin() as conn:
+                query = select(generations.c.status).where(generations.c.generation == generation)
+                if self._pg:
+                    query = query.with_for_update()
+                found = conn.execute(query).scalar()
+                if found != require_status:
+                    raise GenerationChanged(
+                        f"generation {generation} is {found or 'gone'}, not {require_status}"
+                    )
+                rows = []
+                for history in self._load_history(conn, generation, part).values():
+                    row = fold(history)
+                    if row is not None:
+                        rows.append(row)
+                self._upsert_rows(conn, generation, rows)
+                done += len(rows)
+        return done
+
+    def deliveries_replayed(self, generation: int, starts: Mapping[TopicPartition, int]) -> set[str]:
+        """Deliveries with a history row at or after ``starts`` (per partition)."""
+        out: set[str] = set()
+        with self._connect() as conn:
+            for tp, start in starts.items():
+                out.update(conn.execute(
+                    select(delivery_events.c.delivery_id).distinct().where(
+                        delivery_events.c.generation == generation,
+                        delivery_events.c.topic == tp.topic,
+                        delivery_events.c.partition == tp.partition,
+                        delivery_events.c.offset >= start,
+                    )
+                ).scalars())
+        return out
+
+    def deliveries_without_row(self, generation: int) -> set[str]:
+        """Deliveries that have history but no current row (a lost row)."""
+        with self._connect() as conn:
+            return set(conn.execute(
+                select(delivery_events.c.delivery_id).distinct().where(
+                    delivery_events.c.generation == generation,
+                    ~select(deliveries.c.delivery_id).where(
+                        deliveries.c.generation == generation,
+                        deliveries.c.delivery_id == delivery_events.c.delivery_id,
+                    ).exists(),
+                )
+            ).scalars())
+
+    def epochs(self, generation: int) -> dict[TopicPartition, int]:
+        """The current owner epoch of each partition of a generation."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                select(projection_offsets.c.topic, projection_offsets.c.partition,
+                       projection_offsets.c.owner_epoch)
+                .where(projection_offsets.c.generation == generation)
+            ).all()
+        return {TopicPartition(r.topic, r.partition): int(r.owner_epoch) for r in rows}
+
     # -- plumbing ---------------------------------------------------------------
     def _insert(self, table: Any) -> Any:
         return (postgresql if self._pg else sqlite).insert(table)
@@ -437,14 +508,27 @@ class _Guard:
         try:
             self._cm = self.engine.begin() if self.begin else self.engine.connect()
             return self._cm.__enter__()  # type: ignore[no-any-return]
-        except OperationalError as exc:
+        except (OperationalError, InterfaceError) as exc:
             raise unavailable(self.engine, exc) from exc
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            self._cm.__exit__(*exc_info)
-        except OperationalError as exc:
+            self._cm.__exit__(exc_type, exc, tb)
+        except (OperationalError, InterfaceError) as failure:
+            raise unavailable(self.engine, failure) from failure
+        if isinstance(exc, (OperationalError, InterfaceError)) and _is_disconnect(exc):
             raise unavailable(self.engine, exc) from exc
+
+
+def _is_disconnect(exc: DBAPIError) -> bool:
+    """A lost or refused connection, as opposed to a bad statement or a lock timeout."""
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig).lower()
+    return any(
+        word in text
+        for word in ("connection", "server closed", "terminating", "could not connect", "timeout", "locked")
+    )
 
 
 def unavailable(engine: Engine, exc: DBAPIError) -> StoreUnavailable:

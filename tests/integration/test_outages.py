@@ -1,0 +1,169 @@
+"""Transient outages: the database or the broker goes away mid-stream and comes back.
+
+The outage is real: the projector talks to PostgreSQL and Kafka through a TCP
+relay on loopback that the test cuts (every open connection reset, new ones
+refused) and restores. Nothing may be lost or skipped.
+"""
+
+from __future__ import annotations
+
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from typing import Callable
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from projector.produce import produce
+from projector.settings import Settings
+from projector.simulate import SimulationConfig, encode, simulate
+from tests.helpers import ROOT, expected_rows, projector_env, run_projector, table_rows, unique, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+class Relay:
+    """A TCP relay 127.0.0.1:port -> target that can be cut and restored."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = threading.Event()
+        self.up.set()
+        self.closed = False
+        self.pairs: list[tuple[socket.socket, socket.socket]] = []
+        self.lock = threading.Lock()
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.pairs.append((client, upstream))
+                self.accepted += 1
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(a, selectors.EVENT_READ, b)
+        sel.register(b, selectors.EVENT_READ, a)
+        try:
+            while True:
+                for key, _ in sel.select(timeout=1):
+                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                    if not data:
+                        return
+                    key.data.sendall(data)
+        except OSError:
+            return
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.up.clear()
+        with self.lock:
+            for a, b in self.pairs:
+                for s in (a, b):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            self.pairs.clear()
+
+    def restore(self) -> None:
+        self.up.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.cut()
+        self.listener.close()
+
+
+def _offsets_total(db_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from schema.db import make_engine
+    from schema.tables import projection_offsets
+
+    engine = make_engine(db_url, writer=False)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.sum(projection_offsets.c.next_offset), 0))).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_the_database_going_away_mid_stream_loses_and_skips_nothing(
+    pg_url: str, kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    topic = topic_factory(3)
+    url = make_url(pg_url)
+    relay = Relay(url.host or "127.0.0.1", url.port or 5432)
+    relayed_url = url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
+    messages = [(e["deliveryId"].encode(), encode(e)) for e in simulate(SimulationConfig(deliveries=300, seed=3))]
+    env = projector_env(relayed_url, "kafka", KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, KAFKA_TOPIC=topic,
+                        KAFKA_GROUP_ID=unique("group"), PROJECTOR_BATCH_SIZE="10")
+    run_projector(["migrate"], env)
+    produce(Settings(kafka_bootstrap_servers=kafka_bootstrap, kafka_topic=topic), messages)
+    proc = subprocess.Popen([sys.executable, "-m", "projector.cli", "run"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _offsets_total(pg_url) > 100 or proc.poll() is not None, timeout=60,
+                   message="some progress before the outage")
+        relay.cut()
+        cut_at = _offsets_total(pg_url)
+        assert cut_at < len(messages), "the stream was done before the outage; make it longer"
+        # The projector stays up and keeps retrying while the database is gone.
+        wait_until(lambda: proc.poll() is None and _retries_logged(proc), timeout=30,
+                   message="the projector to log a retry")
+        relay.restore()
+        wait_until(lambda: _offsets_total(pg_url) >= len(messages) or proc.poll() is not None,
+                   timeout=120, message="catching up after the outage")
+        assert proc.poll() is None, "the projector died during the outage"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        relay.close()
+    assert table_rows(pg_url) == expected_rows(v for _, v in messages)
+
+
+_stderr_seen: dict[int, str] = {}
+
+
+def _retries_logged(proc: subprocess.Popen[str]) -> bool:
+    """True once the projector's stderr mentions a retry (reads without blocking)."""
+    import os
+
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    os.set_blocking(fd, False)
+    try:
+        chunk = os.read(fd, 65536)
+    except BlockingIOError:
+        chunk = b""
+    _stderr_seen[proc.pid] = _stderr_seen.get(proc.pid, "") + chunk.decode(errors="replace")
+    return "retrying in" in _stderr_seen[proc.pid]
