@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
-from sqlalchemy import Connection, Engine, and_, func, select, update
+from sqlalchemy import Connection, Engine, and_, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -245,6 +245,8 @@ class SqlStore:
         *,
         notify: bool,
     ) -> None:
+        if self._pg and events:
+            self._lock_deliveries(conn, {event.delivery_id for event, _ in events})
         new_events = self._insert_history(conn, generation, events)
         result.applied += len(new_events)
         result.duplicates += len(events) - len(new_events)
@@ -254,6 +256,23 @@ class SqlStore:
             result.changed |= changed
             if self._pg and notify:
                 self._notify(conn, generation, changed)
+
+    def _lock_deliveries(self, conn: Connection, ids: set[str]) -> None:
+        """Serialise writers of the same delivery (PostgreSQL; SQLite has one writer).
+
+        Events of one delivery normally share a partition, and so a writer; but a
+        producer without the delivery id as key would spread them, and two
+        consumers must then not fold the same row from two stale reads. The locks
+        are taken in one order, so two batches cannot deadlock on them.
+        """
+        conn.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(h) FROM ("
+                " SELECT hashtextextended(id, 0) AS h FROM unnest(CAST(:ids AS text[])) AS id"
+                " ORDER BY h) AS ordered"
+            ),
+            {"ids": sorted(ids)},
+        )
 
     def _check_generation(self, conn: Connection, generation: int, status: str) -> None:
         query = select(generations.c.status).where(generations.c.generation == generation)

@@ -146,3 +146,44 @@ def test_offsets_rows_carry_the_owner(store: SqlStore) -> None:
     with store.engine.connect() as conn:
         row = conn.execute(select(projection_offsets)).one()
     assert row.owner == store.owner and row.owner_epoch == 1
+
+
+def test_two_writers_of_one_delivery_on_two_partitions_do_not_lose_events(migrated_url: str) -> None:
+    """A producer that did not key by delivery id spreads one delivery over partitions."""
+    import random
+    import threading
+
+    rng = random.Random(7)
+    types = ["DeliveryRiderAssigned", "DeliveryEtaChanged", "DeliveryRiderUnassigned", "DeliveryNoted"]
+    events = [make_event("DeliveryCreated", at="2026-11-25T09:00:00Z", event_id="e-000")]
+    for i in range(1, 81):
+        minute = rng.randint(0, 59)
+        events.append(make_event(rng.choice(types), at=f"2026-11-25T10:{minute:02d}:00Z",
+                                 event_id=f"e-{i:03d}", sequence=rng.randint(0, 3)))
+    halves = {0: events[0::2], 1: events[1::2]}
+    errors: list[BaseException] = []
+
+    def writer(partition: int) -> None:
+        engine = make_engine(migrated_url)
+        store = SqlStore(engine)
+        tp = TopicPartition("spread", partition)
+        try:
+            claim = store.claim(1, tp)
+            for offset, event in enumerate(halves[partition]):
+                store.apply_batch(1, [SourceMessage(tp.topic, partition, offset, None, encode(event))],
+                                  {tp: claim})
+                claim = Claim(claim.epoch, offset + 1)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    expected = fold(parse_message(encode(e)) for e in events)
+    assert expected is not None
+    assert table_rows(migrated_url)["D-1"] == row_to_db(1, expected)
