@@ -14,9 +14,10 @@ import logging
 import os
 import socket
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone, tzinfo
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from datetime import UTC, datetime, tzinfo
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, and_, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -45,7 +46,7 @@ def owner_name() -> str:
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class ReadModelStore(Protocol):
 
 
 class SqlStore:
-    def __init__(self, engine: Engine, source_tz: tzinfo = timezone.utc) -> None:
+    def __init__(self, engine: Engine, source_tz: tzinfo = UTC) -> None:
         self.engine = engine
         self.source_tz = source_tz
         self.owner = owner_name()
@@ -302,7 +303,7 @@ class SqlStore:
             offset=message.offset,
             key=message.key,
             value=message.value,
-            headers=[[k, _header_text(v)] for k, v in message.headers],
+            headers=[[_header_text(k.encode("utf-8", errors="surrogatepass")), _header_text(v)] for k, v in message.headers],
             error_code=exc.code.value,
             reason=exc.reason,
             status="pending",
@@ -619,9 +620,10 @@ def row_from_db(r: Mapping[str, Any]) -> DeliveryRow:
 
 
 def _header_text(value: bytes | None) -> str | None:
+    """Header bytes as storable text (JSONB refuses NUL; invalid UTF-8 is escaped)."""
     if value is None:
         return None
-    return value.decode("utf-8", errors="replace")
+    return value.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:

@@ -150,7 +150,12 @@ def parse_time(value: object, source_tz: tzinfo, what: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=source_tz)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 falls before year 1 in UTC
+        raise EventParseError(
+            ErrorCode.INVALID_TIME, f"{what} is out of range in UTC: {value[:64]!r}"
+        ) from None
 
 
 def decode_value(raw: bytes | None) -> dict[str, Any]:
@@ -164,17 +169,65 @@ def decode_value(raw: bytes | None) -> dict[str, Any]:
             ErrorCode.INVALID_UTF8, f"the value is not valid UTF-8 (byte {exc.start})"
         ) from None
     try:
-        value = json.loads(text)
+        value = _loads(text)
         if isinstance(value, str):  # Debezium outbox router with a text payload column
-            value = json.loads(value)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            value = _loads(value)
+    except json.JSONDecodeError as exc:
+        raise EventParseError(ErrorCode.INVALID_JSON, f"the value is not JSON: {exc.msg}") from None
+    except ValueError as exc:  # NaN/Infinity, a number out of range, an int of > 4300 digits
+        reason = str(exc).split(":")[0]
         raise EventParseError(ErrorCode.INVALID_JSON, f"the value is not JSON: {reason}") from None
+    except RecursionError:
+        raise EventParseError(
+            ErrorCode.INVALID_JSON, "the value is not JSON: nested too deeply"
+        ) from None
     if not isinstance(value, dict):
         raise EventParseError(
             ErrorCode.NOT_AN_OBJECT, f"the value must be a JSON object, got {_kind(value)}"
         )
+    if "\\u" in text:  # only a \u escape can smuggle in a lone surrogate or a NUL
+        _check_storable(value)
     return value
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:32]} is out of range")
+    return number
+
+
+def _check_storable(value: Any) -> None:
+    """Reject text no database can store as UTF-8: lone surrogates (``\\ud800``) and NUL."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise EventParseError(
+                    ErrorCode.INVALID_JSON, "the value holds a NUL character (\\u0000)"
+                )
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise EventParseError(
+                    ErrorCode.INVALID_UTF8,
+                    f"the value holds a lone surrogate (\\u{ord(item[exc.start]):04x}),"
+                    " which UTF-8 cannot encode",
+                ) from None
 
 
 def parse_message(
@@ -286,6 +339,10 @@ def _identifier(
         raise EventParseError(ErrorCode.WRONG_TYPE, f"{name} must be a string, got {_kind(value)}")
     if not value.strip():
         raise EventParseError(ErrorCode.EMPTY_FIELD, f"{name} must not be empty")
+    if "\x00" in value or not _utf8_encodable(value):  # from a header or the key
+        raise EventParseError(
+            ErrorCode.WRONG_TYPE, f"{name} holds a NUL character or a lone surrogate"
+        )
     if len(value) > MAX_ID_LENGTH:
         raise EventParseError(
             ErrorCode.FIELD_TOO_LONG,
@@ -313,6 +370,14 @@ def _headers(headers: Sequence[tuple[str, bytes | None]]) -> dict[str, str]:
                 text = decoded
         out.setdefault(name, text)
     return out
+
+
+def _utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _key_text(key: bytes | None) -> str | None:

@@ -8,7 +8,7 @@ ordering by them is plain code point order, as SQLite's BINARY collation is.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -58,15 +58,15 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("UtcDateTime needs an aware datetime")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def Identifier() -> String:  # noqa: N802 - reads like a type
@@ -83,7 +83,7 @@ generations = Table(
     Column("generation", Integer, primary_key=True, autoincrement=False),
     Column("status", String(16), nullable=False),  # active | building | retired | failed
     Column("purpose", String(16), nullable=False, server_default="live"),  # live|rebuild|verify
-    Column("from_spec", String(256)),
+    Column("from_spec", Text),
     Column("owner", String(128)),  # who builds it (host:pid), for one-rebuild-at-a-time
     Column("created_at", UtcDateTime, nullable=False),
     Column("activated_at", UtcDateTime),
@@ -96,9 +96,9 @@ deliveries = Table(
     metadata,
     Column("generation", Integer, primary_key=True),
     Column("delivery_id", Identifier(), primary_key=True),
-    Column("order_id", String(256)),
-    Column("shop_id", String(256)),
-    Column("rider_id", String(256)),
+    Column("order_id", Text),
+    Column("shop_id", Text),
+    Column("rider_id", Text),
     Column("state", String(16), nullable=False),
     Column("created_at", UtcDateTime),
     Column("assigned_at", UtcDateTime),
@@ -133,7 +133,7 @@ delivery_events = Table(
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("sequence", BigInteger),
     Column("data", JsonDocument, nullable=False),
-    Column("topic", String(255), nullable=False),
+    Column("topic", Text, nullable=False),
     Column("partition", Integer, nullable=False),
     Column("offset", BigInteger, nullable=False),
     Column("applied_at", UtcDateTime, nullable=False),
@@ -153,7 +153,7 @@ projection_offsets = Table(
     "projection_offsets",
     metadata,
     Column("generation", Integer, primary_key=True),
-    Column("topic", String(255), primary_key=True),
+    Column("topic", Text, primary_key=True),
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
     Column("owner_epoch", BigInteger, nullable=False, server_default=text("0")),
@@ -167,7 +167,7 @@ dead_letters = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("generation", Integer, nullable=False),
-    Column("topic", String(255), nullable=False),
+    Column("topic", Text, nullable=False),
     Column("partition", Integer, nullable=False),
     Column("offset", BigInteger, nullable=False),
     Column("key", LargeBinary),

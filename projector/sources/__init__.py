@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from projector.sources.base import EventSource, SourceMessage, TopicPartition
 from projector.settings import Settings
+from projector.sources.base import EventSource, SourceMessage, TopicPartition
 
 
 def open_source(settings: Settings, *, group: bool = True) -> EventSource:
@@ -14,7 +14,7 @@ def open_source(settings: Settings, *, group: bool = True) -> EventSource:
         return KafkaSource(settings, group=group)
     from projector.sources.file import FileSource
 
-    return FileSource(settings.event_source)
+    return FileSource(settings.event_source, settings.source_tz)
 
 
 __all__ = ["EventSource", "SourceMessage", "TopicPartition", "open_source"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import timezone, tzinfo
 from pathlib import Path
 from typing import IO, Sequence
 
@@ -20,14 +21,16 @@ from schema.events import EventParseError, decode_value, parse_time
 
 
 class FileSource:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, source_tz: tzinfo = timezone.utc) -> None:
         self.path = Path(path).expanduser().resolve()
+        self.source_tz = source_tz  # for times without an offset, as the parser reads them
         self.topic = str(self.path)
         self.tp = TopicPartition(self.topic, 0)
         self._fh: IO[bytes] | None = None
         self._next = 0  # the offset of the next line to read
         self._assigned = False
         self._last_size = -1
+        self._starts: dict[int, int] = {}  # offset -> byte position, for recent lines
 
     # -- protocol ---------------------------------------------------------------
     def partitions(self) -> list[TopicPartition]:
@@ -47,7 +50,13 @@ class FileSource:
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self._check_partitions([tp])
+        if self._fh is not None and offset in self._starts:
+            # Recently read (the loop seeks back a little after a skipped blank line).
+            self._fh.seek(self._starts[offset])
+            self._next = offset
+            return
         self._reopen()
+        self._starts.clear()
         assert self._fh is not None
         self._next = 0
         while self._next < offset:
@@ -76,6 +85,7 @@ class FileSource:
                 break
             offset = self._next
             self._next += 1
+            self._remember(offset, start)
             body = line.rstrip(b"\r\n")
             if not body.strip():
                 continue
@@ -91,35 +101,28 @@ class FileSource:
 
     def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         self._check_partitions(partitions)
-        count = 0
-        with self._open() as fh:
-            for line in fh:
-                count += 1
-        return {tp: count for tp in partitions}
+        return {tp: self._end_offset() for tp in partitions}
 
     def offsets_for_time(
         self, partitions: Sequence[TopicPartition], timestamp_ms: int
     ) -> dict[TopicPartition, int]:
         """The first line whose occurrence time is at or after ``timestamp_ms``."""
         self._check_partitions(partitions)
-        from datetime import timezone
-
         found: int | None = None
-        count = 0
         with self._open() as fh:
             for offset, line in enumerate(fh):
-                count = offset + 1
-                if found is not None or not line.strip():
+                if not line.strip():
                     continue
                 try:
                     body = decode_value(line.rstrip(b"\r\n"))
                     raw = body.get("occurrenceDateTime", body.get("occurenceDateTime"))
-                    when = parse_time(raw, timezone.utc, "occurrenceDateTime")
+                    when = parse_time(raw, self.source_tz, "occurrenceDateTime")
                 except EventParseError:
                     continue
                 if when.timestamp() * 1000 >= timestamp_ms:
                     found = offset
-        return {tp: (found if found is not None else count) for tp in partitions}
+                    break
+        return {tp: (found if found is not None else self._end_offset()) for tp in partitions}
 
     def commit_hint(self, offsets: dict[TopicPartition, int]) -> None:
         return None
@@ -130,6 +133,12 @@ class FileSource:
             self._fh = None
 
     # -- helpers ----------------------------------------------------------------
+    def _remember(self, offset: int, position: int) -> None:
+        self._starts[offset] = position
+        if len(self._starts) > 20_000:  # bounded: keep the newest half
+            for old in sorted(self._starts)[:10_000]:
+                del self._starts[old]
+
     def _check(self) -> None:
         if not self.path.is_file():
             raise SourceUnavailable(f"event source file {self.path} does not exist")
@@ -146,6 +155,16 @@ class FileSource:
             return open(self.path, "rb")
         except OSError as exc:
             raise SourceUnavailable(f"cannot read {self.path}: {exc.strerror}") from exc
+
+    def _end_offset(self) -> int:
+        """The offset after the last message: trailing white-space lines are no messages,
+        so counting them would leave a projection forever one short of "caught up"."""
+        end = 0
+        with self._open() as fh:
+            for offset, line in enumerate(fh):
+                if line.strip():
+                    end = offset + 1
+        return end
 
     def _reopen(self) -> None:
         self.close()
