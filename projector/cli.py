@@ -13,13 +13,14 @@ import os
 import signal
 import sys
 import traceback
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from projector.errors import ProjectorError
-from schema.db import redacted
 from projector.settings import Settings
+from schema.db import redacted
 
 log = logging.getLogger("projector")
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -18,7 +18,14 @@ from projector.sources import open_source
 from projector.sources.base import SourceMessage, TopicPartition
 from projector.store import SqlStore
 from schema import status as status_queries
-from schema.db import SchemaError, active_generation, ensure_migrated, make_engine, migrate, redacted
+from schema.db import (
+    SchemaError,
+    active_generation,
+    ensure_migrated,
+    make_engine,
+    migrate,
+    redacted,
+)
 from schema.events import EventParseError, parse_message
 from schema.tables import dead_letters
 
@@ -199,7 +206,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"--start {args.start!r} is not an ISO-8601 time") from None
         if start.tzinfo is None:
-            start = start.replace(tzinfo=timezone.utc)
+            start = start.replace(tzinfo=UTC)
     config = SimulationConfig(
         deliveries=args.deliveries, seed=args.seed, start=start,
         late_ratio=args.late_ratio, duplicate_ratio=args.duplicate_ratio,

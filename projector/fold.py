@@ -13,9 +13,10 @@ nothing else.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Callable, Final, Iterable, Mapping
+from typing import Final
 
 from schema.events import Event, EventType
 

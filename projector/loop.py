@@ -19,8 +19,9 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, TypeVar, cast
+from typing import Protocol, TypeVar, cast
 
 from projector.errors import Fenced, GenerationChanged, SourceUnavailable, StoreUnavailable
 from projector.sources.base import EventSource, SourceMessage, TopicPartition

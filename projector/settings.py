@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import tzinfo
-from typing import Any, Mapping
+from typing import Any
 from zoneinfo import ZoneInfoNotFoundError
 
 from projector.errors import ConfigError

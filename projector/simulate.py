@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-DEFAULT_START = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
+DEFAULT_START = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def _lifecycle(
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def with_aliases(stream: list[dict[str, Any]], ratio: float, seed: int) -> list[dict[str, Any]]:

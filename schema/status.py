@@ -6,9 +6,10 @@ same way (CONTRACT.md §2): counts over the served generation, offsets per parti
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 

@@ -8,7 +8,8 @@ offsets; what we commit to Kafka is only a hint for lag tools.
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from projector.errors import SourceUnavailable
 from projector.settings import Settings
