@@ -1,0 +1,508 @@
+"""`projector rebuild` and `projector verify` (issue #4): replay the source without downtime.
+
+Rebuild into a new generation (default): create generation G+1 (``building``),
+set its offsets to the SPEC, replay into it with its own projector (no consumer
+group; the live one is not disturbed), and once it stands at least where the
+active generation G stands on every partition, switch in one transaction
+(``generations.switch``). The live projector, which follows the active
+generation, is refused its next batch on G (GenerationChanged) and continues in
+G+1 from G+1's offsets. G's rows are then deleted unless ``--keep-old``. Until
+the switch G is never written by us, so a failed or killed rebuild leaves it
+serving, untouched; the building generation keeps its offsets and is resumed
+(``--resume``) or dropped (``--discard``).
+
+In place (``--in-place``): see ``_in_place``. Verify: see ``run_verify``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from projector import generations
+from projector.errors import GenerationChanged, RebuildError
+from projector.generations import NotCaughtUp, owner_name
+from projector.loop import Projector, Totals
+from projector.progress import Progress, Summary
+from projector.settings import Settings
+from projector.sources import open_source
+from projector.sources.base import EventSource, TopicPartition
+from projector.spec import OffsetSpec, parse_spec, resolve
+from projector.store import SqlStore
+from schema.db import make_engine
+from schema.tables import deliveries, delivery_events
+
+log = logging.getLogger("projector.rebuild")
+
+#: Catch-up rounds before the switch: each round replays to the end offsets seen
+#: at its start; the switch then checks, under lock, that nothing is left behind.
+MAX_ROUNDS = 50
+HEARTBEAT_EVERY = 5.0
+#: An in-place rebuild leaves a partition to the live projector that took it back,
+#: but takes it again if its offset has not moved for this long below the target.
+STALL_AFTER = 30.0
+VERIFY_ROUNDS = 3
+
+
+# -- entry points ---------------------------------------------------------------------
+def run_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    _check_flags(args)
+    spec = parse_spec(args.from_offset)
+    from projector.commands import open_engine
+
+    engine = open_engine(settings)
+    store = SqlStore(engine, settings.source_tz)
+    if args.discard:
+        summary = _discard(engine)
+    elif args.resume:
+        summary = _resume(settings, engine, store, keep_old=args.keep_old)
+    elif args.in_place:
+        summary = _in_place(settings, engine, store, spec)
+    else:
+        summary = _new_generation(settings, engine, store, spec, keep_old=args.keep_old)
+    print(summary.to_json() if args.json else summary.to_text(), flush=True)
+    return 0
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    chosen = [name for name in ("resume", "discard", "in_place") if getattr(args, name)]
+    if len(chosen) > 1:
+        flags = " and ".join("--" + c.replace("_", "-") for c in chosen)
+        raise RebuildError(f"{flags} cannot be used together")
+    if (args.resume or args.discard) and args.from_offset.strip().lower() != "earliest":
+        raise RebuildError(
+            "--from-offset cannot be used with --resume or --discard: an interrupted rebuild"
+            " continues from its stored offsets"
+        )
+    if args.keep_old and (args.in_place or args.discard):
+        raise RebuildError("--keep-old only applies to a rebuild into a new generation")
+
+
+# -- a rebuild into a new generation ------------------------------------------------------
+def _new_generation(
+    settings: Settings, engine: Engine, store: SqlStore, spec: OffsetSpec, *, keep_old: bool
+) -> Summary:
+    owner = owner_name()
+    source, partitions = _assigned_source(settings)
+    try:
+        starts = _start_offsets(source, partitions, spec)
+        new, old = generations.create(engine, purpose="rebuild", from_spec=spec.text, owner=owner)
+        log.info("building generation %s from %s while generation %s serves", new, spec.text, old)
+        try:
+            store.set_offsets(new, starts)
+        except BaseException:
+            generations.release(engine, new, owner)
+            raise
+        summary = Summary("rebuild", "new-generation", spec.text, new, old)
+        _build_and_switch(settings, engine, store, source, partitions, new, starts, owner, summary)
+    finally:
+        source.close()
+    _after_switch(engine, summary, keep_old)
+    return summary
+
+
+def _resume(settings: Settings, engine: Engine, store: SqlStore, *, keep_old: bool) -> Summary:
+    owner = owner_name()
+    with engine.connect() as conn:
+        found = generations.running(conn)
+    if found is None or found.status != "building" or found.purpose != "rebuild":
+        raise RebuildError("there is no interrupted rebuild to resume")
+    generations.take_over(engine, found.generation, owner)
+    spec_text = found.from_spec or "earliest"
+    source, partitions = _assigned_source(settings)
+    try:
+        stored = store.offsets(found.generation)
+        missing = [tp for tp in partitions if tp not in stored]
+        if missing:  # killed between creating the generation and setting its offsets
+            starts = _start_offsets(source, partitions, parse_spec(spec_text))
+            store.set_offsets(found.generation, {tp: starts[tp] for tp in missing})
+            stored.update({tp: starts[tp] for tp in missing})
+        with engine.connect() as conn:
+            old = generations.active(conn).generation
+        log.info("resuming generation %s (from %s) at its stored offsets",
+                 found.generation, spec_text)
+        summary = Summary("rebuild", "resume", spec_text, found.generation, old)
+        _build_and_switch(
+            settings, engine, store, source, partitions, found.generation, stored, owner, summary
+        )
+    finally:
+        source.close()
+    _after_switch(engine, summary, keep_old)
+    return summary
+
+
+def _discard(engine: Engine) -> Summary:
+    with engine.connect() as conn:
+        found = generations.running(conn)
+    if found is None or found.status != "building":
+        raise RebuildError("there is no interrupted rebuild to discard")
+    if found.alive:
+        raise generations.refuse_running(found)
+    generations.discard(engine, found.generation)
+    log.info("discarded generation %s (%s)", found.generation, found.describe())
+    with engine.connect() as conn:
+        current = generations.active(conn).generation
+    return Summary("rebuild", "discard", found.from_spec or "earliest", found.generation, current)
+
+
+def _build_and_switch(
+    settings: Settings,
+    engine: Engine,
+    store: SqlStore,
+    source: EventSource,
+    partitions: list[TopicPartition],
+    new: int,
+    starts: dict[TopicPartition, int],
+    owner: str,
+    summary: Summary,
+) -> None:
+    """Replay into ``new`` until it is at least where the active generation is, then switch."""
+    assert summary.previous_generation is not None
+    old = summary.previous_generation
+    beat = _Heartbeat(engine, new, owner)
+    try:
+        with Progress("rebuild", starts) as progress:
+            projector = _projector(settings, source, store, new, "building", progress, beat)
+            targets: dict[TopicPartition, int] = {}
+            for _round in range(MAX_ROUNDS):
+                ends = source.end_offsets(partitions)
+                targets = {tp: max(ends.get(tp, 0), targets.get(tp, 0)) for tp in partitions}
+                _catch_up(projector, targets, "rebuild", new)
+                try:
+                    generations.switch(engine, old, new, owner)
+                    break
+                except NotCaughtUp as exc:
+                    targets.update(exc.behind)  # the live projector moved on meanwhile
+                    log.info("generation %s not yet where %s is; one more round", new, old)
+            else:
+                raise RebuildError(
+                    f"generation {new} did not catch up with generation {old} in {MAX_ROUNDS}"
+                    " rounds (is the source growing faster than the rebuild?); resume with"
+                    " `projector rebuild --resume`"
+                )
+            progress.final(store.offsets(new), targets, projector.totals)
+    except BaseException:
+        generations.release(engine, new, owner)
+        raise
+    summary.take(projector.totals)
+    summary.switched = True
+    log.info("generation %s is active; generation %s retired", new, old)
+
+
+def _after_switch(engine: Engine, summary: Summary, keep_old: bool) -> None:
+    summary.kept_old = keep_old
+    if not keep_old and summary.previous_generation is not None:
+        gone = generations.drop_rows(engine, summary.previous_generation)
+        log.info("deleted %s rows of generation %s", gone, summary.previous_generation)
+
+
+# -- in place -----------------------------------------------------------------------------
+def _in_place(settings: Settings, engine: Engine, store: SqlStore, spec: OffsetSpec) -> Summary:
+    """Reset the active generation's checkpoints to SPEC and replay into it.
+
+    Events already held are skipped by id (``apply_batch``), missing ones are
+    inserted. ``apply_batch`` does not refold a delivery for an event it already
+    holds, so a delivery whose current row was lost while its history stayed would
+    not come back from the replay alone: at the end every delivery with a history
+    row at or after the reset offsets, and every delivery with history but no row,
+    is refolded from its full history (``SqlStore.refold``), which also corrects
+    rows that an event re-inserted into a partial history folded wrongly meanwhile.
+
+    A checkpoint is never moved forward: a partition whose live offset is below
+    the SPEC starts at the live offset, so nothing between them is skipped.
+
+    The live projector owns the same partitions. Setting the checkpoints bumps
+    their epochs, so its batch in flight is refused (Fenced); it then claims the
+    partitions back (bumping again) and continues from the reset offsets itself.
+    This rebuild does not fight it: a partition taken from it is left to the live
+    projector (``yield_when_fenced``) and it waits until the stored offsets reach
+    the end offsets seen at start (taking the partition again if it stalls), then
+    refolds. Either way every offset is applied once, and the refold covers what
+    the live projector replayed, since it is found from the history rows.
+    """
+    owner = owner_name()
+    generation = generations.mark_in_place(engine, owner, spec.text)
+    summary = Summary("rebuild", "in-place", spec.text, generation)
+    try:
+        source, partitions = _assigned_source(settings)
+        try:
+            wanted = _start_offsets(source, partitions, spec)
+            stored = store.offsets(generation)
+            begins = source.beginning_offsets(partitions)
+            starts = {tp: min(wanted[tp], stored.get(tp, begins.get(tp, 0))) for tp in partitions}
+            for tp in partitions:
+                if starts[tp] < wanted[tp]:
+                    log.info("partition %s starts at %s, where the live projection stands",
+                             tp.partition, starts[tp])
+            store.set_offsets(generation, starts)
+            ends = source.end_offsets(partitions)
+            beat = _Heartbeat(engine, generation, owner)
+            with Progress("in-place", starts) as progress:
+                projector = _projector(
+                    settings, source, store, generation, "active", progress, beat,
+                    yield_when_fenced=True,
+                )
+                _catch_up(projector, ends, "in-place rebuild", generation)
+                progress.final(store.offsets(generation), ends, projector.totals)
+        finally:
+            source.close()
+        touched = store.deliveries_replayed(generation, starts)
+        lost = store.deliveries_without_row(generation)
+        log.info("refolding %s deliveries (%s had lost their row)", len(touched | lost), len(lost))
+        summary.take(projector.totals)
+        summary.refolded = store.refold(generation, touched | lost)
+    finally:
+        generations.release(engine, generation, owner, clear_owner=True)
+    return summary
+
+
+# -- verify -------------------------------------------------------------------------------
+def run_verify(settings: Settings, args: argparse.Namespace) -> int:
+    """Replay into a scratch generation up to the live offsets and diff it row by row.
+
+    Same offsets: the live offsets are read, and the scratch projector replays
+    exactly up to them (``Projector(limits=...)``). The live projector keeps
+    running, so the comparison reads the live generation in one snapshot
+    (REPEATABLE READ on PostgreSQL, one read transaction on SQLite/WAL); if its
+    offsets moved past the scratch's, the scratch is extended (up to
+    ``VERIFY_ROUNDS``) and, failing that, the deliveries that received events
+    beyond the scratch's offsets are left out of the diff and counted
+    (``skipped_moved``). The scratch generation is deleted at the end.
+    """
+    spec = parse_spec(args.from_offset)
+    if args.limit < 0:
+        raise RebuildError("--limit must not be negative")
+    from projector.commands import open_engine
+
+    engine = open_engine(settings)
+    store = SqlStore(engine, settings.source_tz)
+    owner = owner_name()
+    source, partitions = _assigned_source(settings)
+    reader = make_engine(settings.database_url, writer=False)
+    scratch: int | None = None
+    try:
+        starts = _start_offsets(source, partitions, spec)
+        scratch, live = generations.create(
+            engine, purpose="verify", from_spec=spec.text, owner=owner
+        )
+        summary = Summary("verify", "verify", spec.text, scratch, live)
+        beat = _Heartbeat(engine, scratch, owner)
+        limits = _live_limits(store, live, partitions, starts)
+        starts = {tp: min(starts[tp], limits[tp]) for tp in partitions}
+        store.set_offsets(scratch, starts)
+        with Progress("verify", starts) as progress:
+            projector = _projector(settings, source, store, scratch, "building", progress, beat)
+            for attempt in range(1, VERIFY_ROUNDS + 1):
+                projector.limits = dict(limits)
+                _catch_up(projector, limits, "verify", scratch)
+                result = _diff(reader, live, scratch, args.limit, final=attempt == VERIFY_ROUNDS)
+                if result is not None:
+                    break
+                limits = _live_limits(store, live, partitions, starts)
+                log.info("the live generation moved on during the replay; extending the scratch")
+            progress.final(store.offsets(scratch), limits, projector.totals)
+        assert result is not None
+        summary.take(projector.totals)
+        summary.differences, summary.skipped_moved, summary.first_differences = result
+    finally:
+        source.close()
+        reader.dispose()
+        if scratch is not None:
+            generations.forget(engine, scratch)
+    print(summary.to_json() if args.json else summary.to_text(), flush=True)
+    return 1 if summary.differences else 0
+
+
+def _live_limits(
+    store: SqlStore, live: int, partitions: list[TopicPartition], starts: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """Where the live generation stands; a partition it never read stands at its start."""
+    stored = store.offsets(live)
+    return {tp: stored.get(tp, starts[tp]) for tp in partitions}
+
+
+_COLUMNS = [c.name for c in deliveries.columns if c.name not in ("generation", "delivery_id")]
+_HISTORY = ["delivery_id", "event_type", "occurred_at", "sequence", "data"]
+
+
+def _diff(
+    reader: Engine, live: int, scratch: int, limit: int, *, final: bool
+) -> tuple[int, int, list[str]] | None:
+    """(differences, deliveries skipped as moved, first ones); None to extend and retry."""
+    conn_cm = reader.connect()
+    if reader.dialect.name == "postgresql":
+        conn_cm = conn_cm.execution_options(isolation_level="REPEATABLE READ")
+    with conn_cm as conn, conn.begin():
+        live_now = generations.offsets_of(conn, live)
+        scratch_at = generations.offsets_of(conn, scratch)
+        ahead = {tp: at for tp, at in scratch_at.items() if live_now.get(tp, at) > at}
+        if ahead and not final:
+            return None
+        moved: set[str] = set()
+        for tp, at in ahead.items():
+            moved.update(conn.execute(
+                select(delivery_events.c.delivery_id).distinct().where(
+                    delivery_events.c.generation == live,
+                    delivery_events.c.topic == tp.topic,
+                    delivery_events.c.partition == tp.partition,
+                    delivery_events.c.offset >= at,
+                )
+            ).scalars())
+        found: list[str] = []
+        count = 0
+
+        def note(text: str) -> None:
+            nonlocal count
+            count += 1
+            if len(found) < limit:
+                found.append(text)
+
+        for key, a, b in _merge(
+            _rows(conn, deliveries, deliveries.c.delivery_id, live),
+            _rows(conn, deliveries, deliveries.c.delivery_id, scratch),
+        ):
+            if key in moved:
+                continue
+            if a is None or b is None:
+                note(f"delivery {key}: only in the {'rebuilt' if a is None else 'live'} generation")
+                continue
+            for column in _COLUMNS:
+                if a[column] != b[column]:
+                    note(f"delivery {key}: {column} live={a[column]!r} rebuilt={b[column]!r}")
+        for key, a, b in _merge(
+            _rows(conn, delivery_events, delivery_events.c.event_id, live),
+            _rows(conn, delivery_events, delivery_events.c.event_id, scratch),
+        ):
+            delivery = (a or b or {}).get("delivery_id")
+            if delivery in moved:
+                continue
+            if a is None or b is None:
+                note(f"event {key} of {delivery}: only in the"
+                     f" {'rebuilt' if a is None else 'live'} generation")
+                continue
+            for column in _HISTORY:
+                if a[column] != b[column]:
+                    note(f"event {key}: {column} live={a[column]!r} rebuilt={b[column]!r}")
+        return count, len(moved), found
+
+
+def _rows(
+    conn: Connection, table: Any, key: Any, generation: int
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A generation's rows in key order (code point order on both databases), streamed."""
+    result = conn.execution_options(yield_per=1000).execute(
+        select(table).where(table.c.generation == generation).order_by(key)
+    )
+    for row in result:
+        mapping = dict(row._mapping)
+        yield mapping[key.name], mapping
+
+
+def _merge(
+    left: Iterator[tuple[str, dict[str, Any]]], right: Iterator[tuple[str, dict[str, Any]]]
+) -> Iterator[tuple[str, dict[str, Any] | None, dict[str, Any] | None]]:
+    """Full outer join of two key-ordered streams."""
+    a, b = next(left, None), next(right, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0] < b[0]):
+            assert a is not None
+            yield a[0], a[1], None
+            a = next(left, None)
+        elif a is None or b[0] < a[0]:
+            yield b[0], None, b[1]
+            b = next(right, None)
+        else:
+            yield a[0], a[1], b[1]
+            a, b = next(left, None), next(right, None)
+
+
+# -- shared plumbing ---------------------------------------------------------------------
+def _assigned_source(settings: Settings) -> tuple[EventSource, list[TopicPartition]]:
+    """The source without a consumer group, assigned every partition."""
+    source = open_source(settings, group=False)
+    try:
+        partitions = source.partitions()
+        source.assign(partitions)
+    except BaseException:
+        source.close()
+        raise
+    return source, partitions
+
+
+def _start_offsets(
+    source: EventSource, partitions: Sequence[TopicPartition], spec: OffsetSpec
+) -> dict[TopicPartition, int]:
+    begins = source.beginning_offsets(partitions)
+    ends = source.end_offsets(partitions)
+    times = None
+    if spec.timestamp_ms is not None:
+        times = source.offsets_for_time(partitions, spec.timestamp_ms)
+    return resolve(spec, partitions, begins, ends, times)
+
+
+class _Heartbeat:
+    def __init__(self, engine: Engine, generation: int, owner: str) -> None:
+        self.engine, self.generation, self.owner = engine, generation, owner
+        self._last = time.monotonic()
+
+    def __call__(self) -> None:
+        if time.monotonic() - self._last >= HEARTBEAT_EVERY:
+            self._last = time.monotonic()
+            generations.heartbeat(self.engine, self.generation, self.owner)
+
+
+def _projector(
+    settings: Settings,
+    source: EventSource,
+    store: SqlStore,
+    generation: int,
+    status: str,
+    progress: Progress,
+    beat: Callable[[], None],
+    *,
+    yield_when_fenced: bool = False,
+) -> Projector:
+    from projector.cli import install_stop_signals
+
+    stalled: dict[TopicPartition, tuple[int, float]] = {}
+
+    def hook(positions: dict[TopicPartition, int], targets: dict[TopicPartition, int] | None,
+             totals: Totals) -> None:
+        beat()
+        progress(positions, targets, totals)
+        # In place: take back a partition left to a live projector that stopped moving it.
+        for tp in list(projector.released):
+            at = positions.get(tp, 0)
+            seen = stalled.get(tp)
+            if seen is None or seen[0] != at:
+                stalled[tp] = (at, time.monotonic())
+            elif time.monotonic() - seen[1] > STALL_AFTER and at < (targets or {}).get(tp, 0):
+                log.info("partition %s has not moved for %.0fs; replaying it here", tp.partition,
+                         STALL_AFTER)
+                projector.released.discard(tp)
+
+    projector = Projector(
+        source, store, generation=generation, require_status=status,
+        batch_size=settings.batch_size, batch_max_wait_ms=settings.batch_max_wait_ms,
+        progress=hook, yield_when_fenced=yield_when_fenced,
+    )
+    install_stop_signals(projector.stop)
+    return projector
+
+
+def _catch_up(projector: Projector, targets: dict[TopicPartition, int], what: str,
+              generation: int) -> None:
+    try:
+        projector.run(targets=targets)
+    except GenerationChanged as exc:
+        raise RebuildError(f"{what} of generation {generation} stopped: {exc}") from exc
+    if projector.stop_event.is_set():
+        raise RebuildError(
+            f"{what} of generation {generation} interrupted; its offsets are kept"
+            + ("; continue with `projector rebuild --resume`" if what == "rebuild" else "")
+        )
