@@ -1,0 +1,124 @@
+"""``create_app(settings)``: the Starlette application of the query API.
+
+Routes: ``/graphql`` (HTTP and graphql-transport-ws), ``/healthz`` (the process
+is up), ``/readyz`` (the read model is reachable and migrated), ``/metrics``
+(Prometheus). The lifespan owns the engine, the end-offset probe and the change
+feed; nothing connects before it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+from query_api._middleware import BearerAuth, BodyLimit, CountRequests
+from query_api.context import Services
+from query_api.feed import ChangeFeed
+from query_api.metrics import Metrics
+from query_api.offsets import EndOffsets
+from query_api.schema import build_schema
+from query_api.session import connection_check
+from query_api.settings import Settings
+from query_api.view import GraphQLApp
+from schema.db import SchemaError, make_engine
+
+log = logging.getLogger(__name__)
+
+OPEN_PATHS = ("/healthz", "/readyz")
+PATHS = ("/graphql", "/healthz", "/readyz", "/metrics")
+#: Brackets deeper than this are refused before parsing (the depth limit is far lower).
+MAX_NESTING = 64
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    metrics = Metrics()
+
+    schema = build_schema(settings, metrics.observe)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url, writer=False)
+        services = Services(
+            settings=settings,
+            engine=engine,
+            end_offsets=EndOffsets(settings),
+            feed=ChangeFeed(engine, settings),
+        )
+        services.feed.services = services
+        app.state.services = services
+        metrics.bind(services)
+        try:
+            yield
+        finally:
+            await services.feed.stop()
+            services.end_offsets.close()
+            engine.dispose()
+
+    def services() -> Services:
+        return app.state.services  # type: ignore[no-any-return]
+
+    graphql = GraphQLApp(
+        schema,
+        services=services,
+        tokens=settings.tokens,
+        max_nesting=MAX_NESTING,
+        graphql_ide=None if settings.production else "graphiql",
+    )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        def check() -> int:
+            with services().engine.connect() as conn:
+                return connection_check(conn)
+
+        try:
+            generation = await anyio.to_thread.run_sync(check)
+        except SchemaError as exc:
+            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+        except SQLAlchemyError as exc:
+            log.warning("readyz: the read model is unreachable: %s", exc)
+            return JSONResponse(
+                {"status": "unavailable", "reason": "the read-model database is unreachable"},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ready", "generation": generation})
+
+    def metrics_endpoint(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+    ]
+    middleware = [
+        Middleware(CountRequests, count=_counter(metrics), paths=PATHS),
+        Middleware(BearerAuth, tokens=settings.tokens, open_paths=OPEN_PATHS),
+        Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    return app
+
+
+def _counter(metrics: Metrics) -> Callable[[str, str, int], None]:
+    def count(path: str, method: str, status: int) -> None:
+        metrics.http_requests.labels(path, method, str(status)).inc()
+
+    return count

@@ -1,0 +1,44 @@
+"""What resolvers reach: the app's long-lived services and the request's read session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+
+from query_api.offsets import EndOffsets
+from query_api.session import ReadSession
+from query_api.settings import Settings
+
+if TYPE_CHECKING:
+    from query_api.feed import ChangeFeed
+
+
+@dataclass
+class Services:
+    """Owned by the app's lifespan: built at start, closed at shutdown."""
+
+    settings: Settings
+    engine: Engine
+    end_offsets: EndOffsets
+    feed: ChangeFeed
+
+    def new_session(self) -> ReadSession:
+        return ReadSession(self.engine)
+
+
+@dataclass
+class Context:
+    services: Services
+    request: Any = None
+    response: Any = None
+    #: graphql-transport-ws ``connection_init`` payload (strawberry fills it in).
+    connection_params: dict[str, Any] | None = None
+    _session: ReadSession | None = field(default=None, repr=False)
+
+    @property
+    def session(self) -> ReadSession:
+        if self._session is None:
+            self._session = self.services.new_session()
+        return self._session

@@ -1,0 +1,85 @@
+"""The schema's safety net and instruments: limits, caches, error masking, metrics.
+
+Every extension is given as a factory so each request gets its own instance, but
+the validation rules are built once: ``ValidationCache`` keys on the rule
+classes, and a fresh class per request would never hit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+from graphql import GraphQLError
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.extensions.max_aliases import create_validator as alias_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
+
+from query_api.errors import QueryApiError
+from query_api.settings import Settings
+
+MASKED_MESSAGE = "Internal error; it has been logged."
+
+
+def should_mask(error: GraphQLError) -> bool:
+    """Mask what we did not word ourselves: driver errors, SQL, bugs.
+
+    Syntax and validation errors (no original error) and our own ``QueryApiError``s
+    are written for clients and stay readable.
+    """
+    original = error.original_error
+    if original is None:
+        return False
+    return not isinstance(original, (QueryApiError, GraphQLError))
+
+
+class Instrument(SchemaExtension):
+    """Counts operations and their latency per operation name (see ``query_api.metrics``)."""
+
+    def __init__(self, observe: Callable[[str, str, str, float], None]) -> None:
+        self._observe = observe
+
+    def on_operation(self) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        ctx = self.execution_context
+        try:
+            kind = ctx.operation_type.value
+        except Exception:  # noqa: BLE001 - unparsable documents have no type
+            kind = "unknown"
+        result: Any = ctx.result
+        errors = getattr(result, "errors", None) or ctx.pre_execution_errors
+        outcome = "error" if errors else "ok"
+        self._observe(ctx.operation_name or "", kind, outcome, time.perf_counter() - start)
+
+
+def extensions_for(
+    settings: Settings, observe: Callable[[str, str, str, float], None] | None = None
+) -> list[Callable[[], SchemaExtension]]:
+    rules: list[type[ASTValidationRule]] = [
+        depth_rule(settings.max_depth, None),
+        alias_rule(settings.max_aliases),
+    ]
+    if settings.production:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    size = settings.document_cache_size
+    extensions: list[Callable[[], SchemaExtension]] = [
+        partial(MaxTokensLimiter, settings.max_tokens),
+        partial(ParserCache, maxsize=size),
+        partial(AddValidationRules, rules),
+        partial(ValidationCache, maxsize=size),
+        partial(MaskErrors, should_mask_error=should_mask, error_message=MASKED_MESSAGE),
+    ]
+    if observe is not None:
+        extensions.insert(0, partial(Instrument, observe))
+    return extensions

@@ -1,0 +1,154 @@
+"""Change notifications for ``deliveryUpdated``.
+
+On PostgreSQL the projector sends ``NOTIFY delivery_updated`` with
+``{"generation": G, "ids": [...]}`` after each committed batch; one LISTEN
+connection per process (opened on the first subscriber) wakes the subscribers of
+those ids. On SQLite there is no such channel, so a subscription re-reads its
+row every ``poll_interval_seconds``. Either way a subscriber compares the whole
+current row with the one it last saw and pushes only real changes; on
+PostgreSQL a slow poll also runs as a safety net for notifications lost while
+the LISTEN connection was re-established.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from query_api import reads
+from query_api.settings import Settings
+
+if TYPE_CHECKING:
+    from query_api.context import Services
+    from query_api.types import Delivery
+
+log = logging.getLogger(__name__)
+
+#: The projector's channel (projector/store.py NOTIFY_CHANNEL; we may not import it).
+CHANNEL = "delivery_updated"
+#: On PostgreSQL, how often a subscriber re-reads its row even without a notification.
+SAFETY_POLL_SECONDS = 10.0
+
+
+class ChangeFeed:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._pg = engine.dialect.name == "postgresql"
+        self._subscribers: dict[str, set[asyncio.Event]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self.services: Services | None = None
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())
+
+    @property
+    def listening(self) -> bool:
+        return self._ready.is_set()
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            try:
+                await self._listener
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                pass
+            self._listener = None
+
+    async def updates(self, delivery_id: str) -> AsyncIterator[Delivery]:
+        """Each new state of ``delivery_id`` after the moment of subscribing."""
+        from query_api.types import Delivery
+
+        assert self.services is not None, "the feed is bound to the app's services at start"
+        signal = asyncio.Event()
+        self._subscribers.setdefault(delivery_id, set()).add(signal)
+        try:
+            interval = self._settings.poll_interval_seconds
+            if self._pg:
+                self._ensure_listener()
+                try:
+                    await asyncio.wait_for(self._ready.wait(), timeout=5)
+                    interval = SAFETY_POLL_SECONDS
+                except TimeoutError:
+                    log.warning("LISTEN %s is not up; subscriptions poll meanwhile", CHANNEL)
+            seen = await self._current(delivery_id)
+            while True:
+                try:
+                    await asyncio.wait_for(signal.wait(), timeout=interval)
+                except TimeoutError:
+                    pass
+                signal.clear()
+                if self._pg and self._ready.is_set():
+                    interval = SAFETY_POLL_SECONDS
+                session = self.services.new_session()
+                row = await session.run(reads.delivery_fingerprint, delivery_id)
+                current = None if row is None else dict(row)
+                if current is not None and current != seen:
+                    seen = current
+                    yield Delivery.from_row(row, session)  # type: ignore[arg-type]
+        finally:
+            subscribers = self._subscribers.get(delivery_id)
+            if subscribers is not None:
+                subscribers.discard(signal)
+                if not subscribers:
+                    del self._subscribers[delivery_id]
+
+    async def _current(self, delivery_id: str) -> dict[str, Any] | None:
+        assert self.services is not None
+        row = await self.services.new_session().run(reads.delivery_fingerprint, delivery_id)
+        return None if row is None else dict(row)
+
+    # -- PostgreSQL LISTEN ------------------------------------------------------
+    def _ensure_listener(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(self._listen(), name="delivery-updated-listener")
+
+    def _wake(self, ids: list[str] | None) -> None:
+        if ids is None:
+            targets = [s for group in self._subscribers.values() for s in group]
+        else:
+            targets = [s for i in ids for s in self._subscribers.get(i, ())]
+        for signal in targets:
+            signal.set()
+
+    def _dispatch(self, payload: str) -> None:
+        try:
+            body = json.loads(payload)
+            ids = [str(i) for i in body["ids"]]
+        except (ValueError, KeyError, TypeError):
+            ids = None  # unreadable: let every subscriber look
+        self._wake(ids)
+
+    async def _listen(self) -> None:
+        import psycopg
+
+        conninfo = (
+            make_url(self._engine.url.render_as_string(hide_password=False))
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
+        backoff = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    conninfo, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self._ready.set()
+                    self._wake(None)  # whatever changed while we were not listening
+                    backoff = 0.5
+                    async for note in conn.notifies():
+                        self._dispatch(note.payload)
+            except (psycopg.Error, OSError) as exc:
+                log.warning("LISTEN %s lost (%s); retrying in %.1fs", CHANNEL, exc, backoff)
+            self._ready.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)

@@ -1,0 +1,192 @@
+"""The read model's SELECTs: plain functions of a connection and a generation.
+
+Each function is one statement (``histories`` at most two), whatever the number of
+deliveries it serves, so a page of deliveries with their histories costs a
+constant number of statements (resolvers batch through DataLoaders, see
+``query_api.session``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
+from sqlalchemy.engine import RowMapping
+
+from query_api.cursors import DeliveryKey, EventKey
+from schema.tables import deliveries, delivery_events
+
+d = deliveries.c
+e = delivery_events.c
+
+
+@dataclass(frozen=True)
+class DeliveryFilterSpec:
+    """``DeliveryFilter`` as plain values; None means "any"."""
+
+    states: tuple[str, ...] | None = None
+    rider_id: str | None = None
+    shop_id: str | None = None
+    order_id: str | None = None
+    last_event_from: datetime | None = None  # inclusive
+    last_event_to: datetime | None = None  # exclusive
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    rows: list[RowMapping]
+    has_next: bool
+    total: int
+
+
+def _conditions(generation: int, spec: DeliveryFilterSpec) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [d.generation == generation]
+    if spec.states is not None:
+        conds.append(d.state.in_(spec.states))
+    if spec.rider_id is not None:
+        conds.append(d.rider_id == spec.rider_id)
+    if spec.shop_id is not None:
+        conds.append(d.shop_id == spec.shop_id)
+    if spec.order_id is not None:
+        conds.append(d.order_id == spec.order_id)
+    if spec.last_event_from is not None:
+        conds.append(d.last_event_at >= spec.last_event_from)
+    if spec.last_event_to is not None:
+        conds.append(d.last_event_at < spec.last_event_to)
+    return conds
+
+
+def delivery_page(
+    conn: Connection,
+    generation: int,
+    spec: DeliveryFilterSpec,
+    first: int,
+    after: DeliveryKey | None,
+) -> tuple[list[RowMapping], bool]:
+    """Up to ``first`` rows after ``after`` (lastEventAt desc, id asc); and whether more follow."""
+    query = select(deliveries).where(*_conditions(generation, spec))
+    if after is not None:
+        query = query.where(
+            or_(
+                d.last_event_at < after.last_event_at,
+                and_(d.last_event_at == after.last_event_at, d.delivery_id > after.delivery_id),
+            )
+        )
+    query = query.order_by(d.last_event_at.desc(), d.delivery_id.asc()).limit(first + 1)
+    rows = list(conn.execute(query).mappings())
+    return rows[:first], len(rows) > first
+
+
+def delivery_count(conn: Connection, generation: int, spec: DeliveryFilterSpec) -> int:
+    query = select(func.count()).select_from(deliveries).where(*_conditions(generation, spec))
+    return int(conn.execute(query).scalar_one())
+
+
+def deliveries_by_id(
+    conn: Connection, generation: int, ids: Sequence[str]
+) -> dict[str, RowMapping]:
+    rows = conn.execute(
+        select(deliveries).where(d.generation == generation, d.delivery_id.in_(list(ids)))
+    ).mappings()
+    return {row["delivery_id"]: row for row in rows}
+
+
+def histories(
+    conn: Connection,
+    generation: int,
+    ids: Sequence[str],
+    first: int,
+    after: EventKey | None,
+) -> dict[str, HistoryPage]:
+    """One page of history per delivery, in fold order, in one statement.
+
+    The innermost query counts each delivery's events (``totalCount``) before the
+    cursor filters; the middle one numbers the rows after the cursor per delivery.
+    """
+    inner = (
+        select(
+            delivery_events,
+            func.count().over(partition_by=e.delivery_id).label("total"),
+        )
+        .where(e.generation == generation, e.delivery_id.in_(list(ids)))
+        .subquery("counted")
+    )
+    i = inner.c
+    seq = func.coalesce(i.sequence, 0)
+    middle = select(
+        inner,
+        func.row_number()
+        .over(partition_by=i.delivery_id, order_by=(i.occurred_at, seq, i.event_id))
+        .label("rn"),
+    )
+    if after is not None:
+        middle = middle.where(
+            or_(
+                i.occurred_at > after.occurred_at,
+                and_(i.occurred_at == after.occurred_at, seq > after.sequence),
+                and_(
+                    i.occurred_at == after.occurred_at,
+                    seq == after.sequence,
+                    i.event_id > after.event_id,
+                ),
+            )
+        )
+    numbered = middle.subquery("numbered")
+    query = (
+        select(numbered)
+        .where(numbered.c.rn <= first + 1)
+        .order_by(numbered.c.delivery_id, numbered.c.rn)
+    )
+    grouped: dict[str, list[RowMapping]] = {}
+    totals: dict[str, int] = {}
+    for row in conn.execute(query).mappings():
+        grouped.setdefault(row["delivery_id"], []).append(row)
+        totals[row["delivery_id"]] = int(row["total"])
+    missing = [i for i in ids if i not in totals]
+    if missing and after is not None:  # every event is before the cursor: count them apart
+        totals.update(_event_counts(conn, generation, missing))
+    return {
+        delivery_id: HistoryPage(
+            rows=grouped.get(delivery_id, [])[:first],
+            has_next=len(grouped.get(delivery_id, [])) > first,
+            total=totals.get(delivery_id, 0),
+        )
+        for delivery_id in ids
+    }
+
+
+def _event_counts(conn: Connection, generation: int, ids: Sequence[str]) -> dict[str, int]:
+    rows = conn.execute(
+        select(e.delivery_id, func.count())
+        .where(e.generation == generation, e.delivery_id.in_(list(ids)))
+        .group_by(e.delivery_id)
+    ).all()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def rider_deliveries(
+    conn: Connection, generation: int, rider_id: str, start: datetime, end: datetime
+) -> list[RowMapping]:
+    """The rider's deliveries with an assignment, delivery or cancellation in [start, end)."""
+
+    def within(column: Any) -> ColumnElement[bool]:
+        return and_(column >= start, column < end)
+
+    query = select(d.assigned_at, d.picked_up_at, d.delivered_at, d.cancelled_at).where(
+        d.generation == generation,
+        d.rider_id == rider_id,
+        or_(within(d.assigned_at), within(d.delivered_at), within(d.cancelled_at)),
+    )
+    return list(conn.execute(query).mappings())
+
+
+def delivery_fingerprint(
+    conn: Connection, generation: int, delivery_id: str
+) -> RowMapping | None:
+    """The whole current row of one delivery (a subscription compares it to see a change)."""
+    return conn.execute(
+        select(deliveries).where(d.generation == generation, d.delivery_id == delivery_id)
+    ).mappings().first()

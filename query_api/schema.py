@@ -1,0 +1,134 @@
+"""The GraphQL schema of CONTRACT.md §2: queries, the subscription, and the safety net.
+
+``schema`` (module level, development settings) is what
+``strawberry export-schema query_api.schema:schema`` prints into
+``query_api/schema.graphql``; the app builds its own with ``build_schema(settings)``,
+which differs only in its extensions (introspection off in production, limits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from datetime import date
+from typing import Annotated
+
+import strawberry
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import Info
+
+from query_api import reads
+from query_api.context import Context
+from query_api.cursors import DeliveryKey, delivery_cursor, parse_delivery_cursor
+from query_api.extensions import extensions_for
+from query_api.reads import DeliveryFilterSpec
+from query_api.scalars import SCALARS
+from query_api.settings import Settings
+from query_api.stats import check_range, daily_stats, utc_bounds
+from query_api.status import projection_status
+from query_api.types import (
+    Delivery,
+    DeliveryConnection,
+    DeliveryEdge,
+    DeliveryFilter,
+    PageInfo,
+    ProjectionStatus,
+    RiderDailyStats,
+    check_first,
+)
+
+CtxInfo = Info[Context, None]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="A delivery by id; null when it was never seen.")  # type: ignore[untyped-decorator]
+    async def delivery(self, info: CtxInfo, id: strawberry.ID) -> Delivery | None:
+        session = info.context.session
+        row = await session.deliveries.load(str(id))
+        return None if row is None else Delivery.from_row(row, session)
+
+    @strawberry.field(description="Ordered by lastEventAt descending, then id ascending.")  # type: ignore[untyped-decorator]
+    async def deliveries(
+        self,
+        info: CtxInfo,
+        filter: DeliveryFilter | None = strawberry.UNSET,  # noqa: A002 - the contract's name
+        first: int | None = 50,
+        after: str | None = strawberry.UNSET,
+    ) -> DeliveryConnection:
+        first = check_first(first)
+        spec = filter.to_spec() if filter else DeliveryFilterSpec()
+        key = parse_delivery_cursor(after) if after else None
+        session = info.context.session
+        rows, has_next = await session.run(reads.delivery_page, spec, first, key)
+        edges = []
+        for row in rows:
+            node = Delivery.from_row(row, session)
+            session.deliveries.prime(str(node.id), row)
+            edges.append(
+                DeliveryEdge(
+                    cursor=delivery_cursor(DeliveryKey(row["last_event_at"], row["delivery_id"])),
+                    node=node,
+                )
+            )
+        return DeliveryConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=has_next, end_cursor=edges[-1].cursor if edges else None
+            ),
+            spec=spec,
+            session=session,
+        )
+
+    @strawberry.field(description="One row per day of the inclusive range, zeros included.")  # type: ignore[untyped-decorator]
+    async def rider_daily_stats(
+        self,
+        info: CtxInfo,
+        rider_id: strawberry.ID,
+        from_: Annotated[date, strawberry.argument(name="from")],
+        to: date,
+    ) -> list[RiderDailyStats]:
+        check_range(from_, to)
+        tz = info.context.services.settings.business_tz
+        low, high = utc_bounds(from_, to, tz)
+        rows = await info.context.session.run(reads.rider_deliveries, str(rider_id), low, high)
+        return [
+            RiderDailyStats(
+                rider_id=rider_id,
+                day=day.day,
+                assigned=day.assigned,
+                completed=day.completed,
+                cancelled=day.cancelled,
+                avg_delivery_seconds=day.avg_delivery_seconds,
+            )
+            for day in daily_stats(rows, from_, to, tz)
+        ]
+
+    @strawberry.field
+    async def projection_status(self, info: CtxInfo) -> ProjectionStatus:
+        return await projection_status(info.context)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="Pushed after each commit that changes the delivery.")  # type: ignore[untyped-decorator]
+    async def delivery_updated(
+        self, info: CtxInfo, id: strawberry.ID
+    ) -> AsyncGenerator[Delivery, None]:
+        async for delivery in info.context.services.feed.updates(str(id)):
+            yield delivery
+
+
+def build_schema(
+    settings: Settings | None = None,
+    observe: Callable[[str, str, str, float], None] | None = None,
+) -> strawberry.Schema:
+    """The schema with the extensions ``settings`` ask for; ``observe`` receives metrics."""
+    return strawberry.Schema(
+        query=Query,
+        subscription=Subscription,
+        config=StrawberryConfig(scalar_map=SCALARS),
+        extensions=extensions_for(settings or Settings(), observe),
+    )
+
+
+schema = build_schema()

@@ -1,0 +1,101 @@
+"""One request's view of the read model: its generation, its DataLoaders.
+
+The served generation is read once per request (so a rebuild's atomic switch is
+picked up without a restart, and one response never mixes two generations). Each
+statement runs in a worker thread on a pooled connection, so the event loop never
+waits on the database. History is loaded through a DataLoader: however many
+deliveries a page holds, their histories cost one statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from strawberry.dataloader import DataLoader
+
+from query_api import reads
+from query_api.cursors import parse_event_cursor
+from query_api.errors import DatabaseUnavailable
+from schema.db import SchemaError, active_generation
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+HistoryKey = tuple[str, int, "str | None"]  # delivery id, first, after
+
+
+class ReadSession:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._generation: int | None = None
+        self._generation_lock = asyncio.Lock()
+        self.deliveries = DataLoader[str, "RowMapping | None"](load_fn=self._load_deliveries)
+        self.histories = DataLoader[HistoryKey, reads.HistoryPage](load_fn=self._load_histories)
+
+    async def generation(self) -> int:
+        async with self._generation_lock:
+            if self._generation is None:
+                try:
+                    self._generation = await self._in_thread(active_generation)
+                except DatabaseUnavailable as exc:
+                    if isinstance(exc.__cause__, SchemaError):
+                        raise
+                    raise DatabaseUnavailable(
+                        "the read model is unavailable (unreachable or not migrated; see /readyz)"
+                    ) from exc
+            return self._generation
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(conn, generation, *args)`` on a pooled connection, in a worker thread."""
+        generation = await self.generation()
+        return await self._in_thread(fn, generation, *args)
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(self._call, fn, *args)
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            with self._engine.connect() as conn:
+                return fn(conn, *args)
+        except SchemaError as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+        except (DBAPIError, SQLAlchemyError) as exc:
+            # The cause goes to the log; the client gets a line without SQL in it.
+            log.error("read-model query failed: %s", exc)
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                raise DatabaseUnavailable("the read-model database is unreachable") from exc
+            raise DatabaseUnavailable("the read-model query failed") from exc
+
+    # -- loaders ----------------------------------------------------------------
+    async def _load_deliveries(self, ids: Sequence[str]) -> list[RowMapping | None]:
+        found = await self.run(reads.deliveries_by_id, list(dict.fromkeys(ids)))
+        return [found.get(i) for i in ids]
+
+    async def _load_histories(self, keys: Sequence[HistoryKey]) -> list[reads.HistoryPage]:
+        groups: dict[tuple[int, str | None], list[str]] = {}
+        for delivery_id, first, after in keys:
+            ids = groups.setdefault((first, after), [])
+            if delivery_id not in ids:
+                ids.append(delivery_id)
+        pages: dict[HistoryKey, reads.HistoryPage] = {}
+        for (first, after), ids in groups.items():
+            key = None if after is None else parse_event_cursor(after)
+            found = await self.run(reads.histories, ids, first, key)
+            for delivery_id, page in found.items():
+                pages[(delivery_id, first, after)] = page
+        return [pages[k] for k in keys]
+
+
+def connection_check(conn: Connection) -> int:
+    """For /readyz: the read model is migrated and has an active generation."""
+    from schema.db import ensure_migrated
+
+    ensure_migrated(conn)
+    return active_generation(conn)

@@ -1,0 +1,161 @@
+"""Settings: one frozen object, read from the environment once at start (CONTRACT.md §4).
+
+Flags of ``query-api`` override single fields through ``with_overrides``; nothing
+here connects to anything.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import tzinfo
+from typing import Any
+from zoneinfo import ZoneInfoNotFoundError
+
+from query_api.errors import ConfigError
+from schema.events import zone
+
+DEFAULT_DATABASE_URL = "sqlite:///./delivery_read_model.db"
+ENVIRONMENTS = ("development", "production")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    event_source: str = "kafka"
+    kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_topic: str = "delivery-events"
+    business_timezone: str = "UTC"
+    #: Accepted bearer tokens; empty means the API is open (loopback only, see cli).
+    tokens: tuple[str, ...] = ()
+    #: ``production`` turns introspection and GraphiQL off.
+    environment: str = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    allow_unauthenticated: bool = False
+    # Limits: a query deeper, longer or with more aliases than this is refused.
+    max_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 2000
+    max_body_bytes: int = 64 * 1024
+    #: Bounded caches of parsed and validated documents.
+    document_cache_size: int = 256
+    #: How often a subscription re-reads its delivery on SQLite (no LISTEN/NOTIFY there).
+    poll_interval_seconds: float = 0.5
+    #: Asking the source for its end offsets: timeout, and how long an answer is reused.
+    end_offsets_timeout_seconds: float = 2.0
+    end_offsets_cache_seconds: float = 5.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        d = cls()
+        settings = cls(
+            database_url=env.get("DATABASE_URL") or d.database_url,
+            event_source=env.get("EVENT_SOURCE") or d.event_source,
+            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or d.kafka_bootstrap_servers,
+            kafka_topic=env.get("KAFKA_TOPIC") or d.kafka_topic,
+            business_timezone=env.get("BUSINESS_TIMEZONE") or d.business_timezone,
+            tokens=parse_tokens(env.get("QUERY_API_TOKENS", "")),
+            environment=(env.get("QUERY_API_ENV") or d.environment).strip().lower(),
+            host=env.get("QUERY_API_HOST") or d.host,
+            port=_int(env, "QUERY_API_PORT", d.port),
+            allow_unauthenticated=_bool(
+                env, "QUERY_API_ALLOW_UNAUTHENTICATED", d.allow_unauthenticated
+            ),
+            max_depth=_int(env, "QUERY_API_MAX_DEPTH", d.max_depth),
+            max_aliases=_int(env, "QUERY_API_MAX_ALIASES", d.max_aliases),
+            max_tokens=_int(env, "QUERY_API_MAX_TOKENS", d.max_tokens),
+            max_body_bytes=_int(env, "QUERY_API_MAX_BODY_BYTES", d.max_body_bytes),
+        )
+        settings.validate()
+        return settings
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        updated = replace(self, **{k: v for k, v in changes.items() if v is not None})
+        updated.validate()
+        return updated
+
+    def validate(self) -> None:
+        self.business_tz  # noqa: B018 - raises on a bad zone
+        if self.environment not in ENVIRONMENTS:
+            raise ConfigError(
+                f"QUERY_API_ENV={self.environment!r} must be one of {', '.join(ENVIRONMENTS)}"
+            )
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is not between 0 and 65535")
+        for name in ("max_depth", "max_aliases", "max_tokens", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"QUERY_API_{name.upper()} must be at least 1")
+        if any(not t or any(c.isspace() for c in t) for t in self.tokens):
+            raise ConfigError("QUERY_API_TOKENS holds an empty token or one with white space")
+
+    @property
+    def business_tz(self) -> tzinfo:
+        try:
+            return zone(self.business_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"BUSINESS_TIMEZONE={self.business_timezone!r} is not a known time zone"
+            ) from None
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def uses_kafka(self) -> bool:
+        return self.event_source == "kafka"
+
+    def refuse_open_listener(self) -> str | None:
+        """Why serving with these settings would be unsafe, or None.
+
+        With no tokens anyone who can reach the port reads the whole read model, so an
+        open API only listens on a loopback address unless explicitly allowed.
+        """
+        if self.tokens or self.allow_unauthenticated or is_loopback(self.host):
+            return None
+        return (
+            f"refusing to listen on {self.host} without QUERY_API_TOKENS; set tokens, "
+            "or pass --allow-unauthenticated (QUERY_API_ALLOW_UNAUTHENTICATED=1) "
+            "if something in front of the API authenticates"
+        )
+
+
+def parse_tokens(raw: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in raw.split(",") if t.strip())
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use 1 or 0)")

@@ -1,0 +1,43 @@
+"""``projectionStatus``: offsets and counts of the served generation, lag where knowable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy import Connection
+
+from query_api.context import Context
+from query_api.types import PartitionStatus, ProjectionStatus
+from schema import status as shared
+
+
+def _read(conn: Connection, generation: int) -> tuple[list[shared.PartitionOffset], shared.Counts]:
+    return shared.partition_offsets(conn, generation), shared.counts(conn, generation)
+
+
+async def projection_status(context: Context) -> ProjectionStatus:
+    session = context.session
+    generation = await session.generation()
+    offsets, counts = await session.run(_read)
+    ends = await anyio.to_thread.run_sync(
+        context.services.end_offsets.get, [(p.topic, p.partition) for p in offsets]
+    )
+    doc: dict[str, Any] = shared.status_document(generation, offsets, ends, counts)
+    return ProjectionStatus(
+        partitions=[
+            PartitionStatus(
+                topic=p["topic"],
+                partition=p["partition"],
+                next_offset=p["nextOffset"],
+                end_offset=p["endOffset"],
+                lag=p["lag"],
+            )
+            for p in doc["partitions"]
+        ],
+        events_applied=counts.events_applied,
+        unknown_events=counts.unknown_events,
+        dead_letters=counts.dead_letters,
+        last_event_at=counts.last_event_at,
+        generation=generation,
+    )

@@ -1,0 +1,229 @@
+"""The GraphQL object types of CONTRACT.md §2, built from read-model rows."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+import strawberry
+
+from query_api.cursors import EventKey, event_cursor, parse_event_cursor
+from query_api.errors import UserInputError
+from query_api.reads import DeliveryFilterSpec
+from query_api.scalars import JSON, json_value
+from query_api.session import ReadSession
+
+MAX_FIRST = 500
+
+
+def check_first(first: int | None, what: str = "first") -> int:
+    if first is None or not 1 <= first <= MAX_FIRST:
+        shown = "null" if first is None else first
+        raise UserInputError(f"`{what}` must be between 1 and {MAX_FIRST}, got {shown}")
+    return first
+
+
+@strawberry.enum
+class DeliveryState(enum.Enum):
+    UNKNOWN = "UNKNOWN"
+    CREATED = "CREATED"
+    ASSIGNED = "ASSIGNED"
+    PICKED_UP = "PICKED_UP"
+    DELIVERED = "DELIVERED"
+    CANCELLED = "CANCELLED"
+
+
+@strawberry.type
+class EventSource:
+    topic: str
+    partition: int
+    offset: int
+
+
+@strawberry.type
+class DeliveryEvent:
+    event_id: strawberry.ID
+    event_type: str = strawberry.field(description="canonical name; unknown types as received")
+    occurred_at: datetime
+    sequence: int | None
+    data: JSON
+    source: EventSource
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> DeliveryEvent:
+        return cls(
+            event_id=strawberry.ID(row["event_id"]),
+            event_type=row["event_type"],
+            occurred_at=row["occurred_at"],
+            sequence=None if row["sequence"] is None else int(row["sequence"]),
+            data=json_value(row["data"] if row["data"] is not None else {}),
+            source=EventSource(
+                topic=row["topic"], partition=int(row["partition"]), offset=int(row["offset"])
+            ),
+        )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class DeliveryEventEdge:
+    cursor: str
+    node: DeliveryEvent
+
+
+@strawberry.type
+class DeliveryEventConnection:
+    edges: list[DeliveryEventEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type
+class Delivery:
+    id: strawberry.ID
+    order_id: str | None
+    shop_id: str | None
+    rider_id: str | None
+    state: DeliveryState
+    created_at: datetime | None
+    assigned_at: datetime | None
+    picked_up_at: datetime | None
+    delivered_at: datetime | None
+    cancelled_at: datetime | None
+    cancel_reason: str | None
+    estimated_delivery_at: datetime | None
+    last_event_at: datetime
+    event_count: int
+    #: The session this row was read in: its history comes from the same generation.
+    session: strawberry.Private[ReadSession]
+
+    @strawberry.field(description="fold order")  # type: ignore[untyped-decorator]
+    async def history(
+        self, first: int | None = 100, after: str | None = strawberry.UNSET
+    ) -> DeliveryEventConnection:
+        first = check_first(first)
+        if after is not None and after is not strawberry.UNSET:
+            parse_event_cursor(after)  # a bad cursor is this field's error, not the batch's
+        else:
+            after = None
+        page = await self.session.histories.load((str(self.id), first, after))
+        edges = [
+            DeliveryEventEdge(
+                cursor=event_cursor(
+                    EventKey(row["occurred_at"], int(row["sequence"] or 0), row["event_id"])
+                ),
+                node=DeliveryEvent.from_row(row),
+            )
+            for row in page.rows
+        ]
+        return DeliveryEventConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None
+            ),
+            total_count=page.total,
+        )
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any], session: ReadSession) -> Delivery:
+        return cls(
+            id=strawberry.ID(row["delivery_id"]),
+            order_id=row["order_id"],
+            shop_id=row["shop_id"],
+            rider_id=row["rider_id"],
+            state=DeliveryState(row["state"]),
+            created_at=row["created_at"],
+            assigned_at=row["assigned_at"],
+            picked_up_at=row["picked_up_at"],
+            delivered_at=row["delivered_at"],
+            cancelled_at=row["cancelled_at"],
+            cancel_reason=row["cancel_reason"],
+            estimated_delivery_at=row["estimated_delivery_at"],
+            last_event_at=row["last_event_at"],
+            event_count=int(row["event_count"]),
+            session=session,
+        )
+
+
+@strawberry.type
+class DeliveryEdge:
+    cursor: str
+    node: Delivery
+
+
+@strawberry.type
+class DeliveryConnection:
+    edges: list[DeliveryEdge]
+    page_info: PageInfo
+    spec: strawberry.Private[DeliveryFilterSpec]
+    session: strawberry.Private[ReadSession]
+
+    @strawberry.field
+    async def total_count(self) -> int:
+        """Counted only when asked for: a page alone costs no COUNT."""
+        from query_api.reads import delivery_count
+
+        return await self.session.run(delivery_count, self.spec)
+
+
+@strawberry.input
+class DeliveryFilter:
+    states: list[DeliveryState] | None = strawberry.UNSET
+    rider_id: strawberry.ID | None = strawberry.UNSET
+    shop_id: strawberry.ID | None = strawberry.UNSET
+    order_id: str | None = strawberry.UNSET
+    last_event_from: datetime | None = strawberry.field(
+        default=strawberry.UNSET, description="inclusive"
+    )
+    last_event_to: datetime | None = strawberry.field(
+        default=strawberry.UNSET, description="exclusive"
+    )
+
+    def to_spec(self) -> DeliveryFilterSpec:
+        def given(value: Any) -> Any:
+            return None if value is strawberry.UNSET else value
+
+        states = given(self.states)
+        return DeliveryFilterSpec(
+            states=None if states is None else tuple(s.value for s in states),
+            rider_id=given(self.rider_id),
+            shop_id=given(self.shop_id),
+            order_id=given(self.order_id),
+            last_event_from=given(self.last_event_from),
+            last_event_to=given(self.last_event_to),
+        )
+
+
+@strawberry.type
+class RiderDailyStats:
+    rider_id: strawberry.ID
+    day: date = strawberry.field(name="date", description="a day in BUSINESS_TIMEZONE")
+    assigned: int
+    completed: int
+    cancelled: int
+    avg_delivery_seconds: float | None
+
+
+@strawberry.type
+class PartitionStatus:
+    topic: str
+    partition: int
+    next_offset: int = strawberry.field(description="the next offset the projection will read")
+    end_offset: int | None = strawberry.field(description="the source's end, when it can be asked")
+    lag: int | None = strawberry.field(description="endOffset - nextOffset")
+
+
+@strawberry.type
+class ProjectionStatus:
+    partitions: list[PartitionStatus]
+    events_applied: int
+    unknown_events: int
+    dead_letters: int
+    last_event_at: datetime | None
+    generation: int
