@@ -450,6 +450,8 @@ class SqlStore:
                     raise GenerationChanged(
                         f"generation {generation} is {found or 'gone'}, not {require_status}"
                     )
+                if self._pg:
+                    self._lock_deliveries(conn, set(part))
                 rows = []
                 for history in self._load_history(conn, generation, part).values():
                     row = fold(history)
@@ -459,7 +461,9 @@ class SqlStore:
                 done += len(rows)
         return done
 
-    def deliveries_replayed(self, generation: int, starts: Mapping[TopicPartition, int]) -> set[str]:
+    def deliveries_replayed(
+        self, generation: int, starts: Mapping[TopicPartition, int]
+    ) -> set[str]:
         """Deliveries with a history row at or after ``starts`` (per partition)."""
         out: set[str] = set()
         with self._connect() as conn:
