@@ -47,6 +47,8 @@ HEARTBEAT_EVERY = 5.0
 #: but takes it again if its offset has not moved for this long below the target.
 STALL_AFTER = 30.0
 VERIFY_ROUNDS = 3
+#: After a switch, the old generation's rows are deleted only after this pause.
+RETIRE_GRACE_SECONDS = 3.0
 
 
 # -- entry points ---------------------------------------------------------------------
@@ -197,6 +199,9 @@ def _build_and_switch(
 def _after_switch(engine: Engine, summary: Summary, keep_old: bool) -> None:
     summary.kept_old = keep_old
     if not keep_old and summary.previous_generation is not None:
+        # A query that read the old generation number just before the switch is
+        # still reading its rows: give such requests time to finish first.
+        time.sleep(RETIRE_GRACE_SECONDS)
         gone = generations.drop_rows(engine, summary.previous_generation)
         log.info("deleted %s rows of generation %s", gone, summary.previous_generation)
 
