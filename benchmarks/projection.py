@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,24 +29,41 @@ assert main(["migrate"]) == 0
 start = time.perf_counter()
 assert main(["run", "--until-caught-up", "--batch-size", "{batch_size}"]) == 0
 seconds = time.perf_counter() - start
-print(json.dumps({{"seconds": seconds, "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"seconds": seconds, "peak_rss_kb": peak}}))
 """
     env = dict(os.environ, DATABASE_URL=db_url, EVENT_SOURCE=str(stream))
-    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def simulate(path: Path, deliveries: int) -> int:
-    subprocess.run([sys.executable, "-m", "projector.cli", "simulate", "--deliveries",
-                    str(deliveries), "--seed", "1", "--out", str(path)], cwd=ROOT, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "projector.cli",
+            "simulate",
+            "--deliveries",
+            str(deliveries),
+            "--seed",
+            "1",
+            "--out",
+            str(path),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     return sum(1 for _ in path.open("rb"))
 
 
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--deliveries", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -63,12 +79,16 @@ def main() -> int:
     rate = lambda n, r: n / r["seconds"]  # noqa: E731
     print(f"stream: {n_small} messages ({args.deliveries} deliveries), SQLite file, one process")
     print(f"batch size 1   (baseline): {rate(n_small, baseline):9.0f} msg/s")
-    print(f"batch size 500           : {rate(n_small, batched):9.0f} msg/s  "
-          f"ratio {rate(n_small, batched) / rate(n_small, baseline):.1f}x")
+    print(
+        f"batch size 500           : {rate(n_small, batched):9.0f} msg/s  "
+        f"ratio {rate(n_small, batched) / rate(n_small, baseline):.1f}x"
+    )
     print(f"peak RSS {args.deliveries} deliveries : {batched['peak_rss_kb'] / 1024:7.1f} MiB")
-    print(f"peak RSS {args.deliveries * 4} deliveries: {big['peak_rss_kb'] / 1024:7.1f} MiB  "
-          f"ratio {big['peak_rss_kb'] / batched['peak_rss_kb']:.2f}x for 4x the stream "
-          f"({n_large} messages)")
+    print(
+        f"peak RSS {args.deliveries * 4} deliveries: {big['peak_rss_kb'] / 1024:7.1f} MiB  "
+        f"ratio {big['peak_rss_kb'] / batched['peak_rss_kb']:.2f}x for 4x the stream "
+        f"({n_large} messages)"
+    )
     return 0
 
 

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--database-url", help="SQLAlchemy URL of the read model (DATABASE_URL)")
     common.add_argument("--event-source", help="'kafka' or a JSON Lines path (EVENT_SOURCE)")
     common.add_argument("--bootstrap-servers", help="Kafka brokers (KAFKA_BOOTSTRAP_SERVERS)")
@@ -61,69 +61,120 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--batch-max-wait-ms", type=int, help="longest wait to fill a batch")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     def add(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
         return sub.add_parser(
-            name, parents=[common], help=help_text, description=description, epilog=EPILOG,
+            name,
+            parents=[common],
+            help=help_text,
+            description=description,
+            epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
-    add("migrate", "create or upgrade the read-model tables",
-        "Creates the read-model tables, or upgrades them to this version (Alembic).")
+    add(
+        "migrate",
+        "create or upgrade the read-model tables",
+        "Creates the read-model tables, or upgrades them to this version (Alembic).",
+    )
 
-    run = add("run", "project the event source continuously",
-              "Projects the event source into the active generation until stopped (SIGINT/SIGTERM).")
-    run.add_argument("--until-caught-up", action="store_true",
-                     help="stop with exit 0 once every partition reaches the end offset seen at start")
+    run = add(
+        "run",
+        "project the event source continuously",
+        "Projects the event source into the active generation until stopped (SIGINT/SIGTERM).",
+    )
+    run.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help="stop with exit 0 once every partition reaches the end offset seen at start",
+    )
 
-    rebuild = add("rebuild", "rebuild the read model by replaying from an offset",
-                  "Replays the source into a new generation while the current one keeps serving,\n"
-                  "then switches atomically once caught up.")
-    rebuild.add_argument("--from-offset", default="earliest", metavar="SPEC",
-                         help="earliest (default), N, P:N,P:N,..., or @2026-11-25T00:00:00Z")
-    rebuild.add_argument("--in-place", action="store_true",
-                         help="replay into the current generation instead of a new one")
-    rebuild.add_argument("--keep-old", action="store_true",
-                         help="keep the old generation's rows after the switch")
+    rebuild = add(
+        "rebuild",
+        "rebuild the read model by replaying from an offset",
+        "Replays the source into a new generation while the current one keeps serving,\n"
+        "then switches atomically once caught up.",
+    )
+    rebuild.add_argument(
+        "--from-offset",
+        default="earliest",
+        metavar="SPEC",
+        help="earliest (default), N, P:N,P:N,..., or @2026-11-25T00:00:00Z",
+    )
+    rebuild.add_argument(
+        "--in-place",
+        action="store_true",
+        help="replay into the current generation instead of a new one",
+    )
+    rebuild.add_argument(
+        "--keep-old", action="store_true", help="keep the old generation's rows after the switch"
+    )
     rebuild.add_argument("--resume", action="store_true", help="resume an interrupted rebuild")
     rebuild.add_argument("--discard", action="store_true", help="discard an interrupted rebuild")
     rebuild.add_argument("--json", action="store_true", help="print the summary as JSON")
 
-    verify = add("verify", "replay into a scratch generation and diff it against the live one",
-                 "Rebuilds into a scratch generation and compares it with the active one row by row;\n"
-                 "exits 1 and lists the first differences if they disagree.")
-    verify.add_argument("--from-offset", default="earliest", metavar="SPEC",
-                        help="where the replay starts (default earliest)")
+    verify = add(
+        "verify",
+        "replay into a scratch generation and diff it against the live one",
+        "Rebuilds into a scratch generation and compares it with the active one row by row;\n"
+        "exits 1 and lists the first differences if they disagree.",
+    )
+    verify.add_argument(
+        "--from-offset",
+        default="earliest",
+        metavar="SPEC",
+        help="where the replay starts (default earliest)",
+    )
     verify.add_argument("--limit", type=int, default=20, help="differences to list (default 20)")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    status = add("status", "offsets, end offsets, lag, counts, generation",
-                 "Shows how far the projection is, per partition, and what it holds.")
+    status = add(
+        "status",
+        "offsets, end offsets, lag, counts, generation",
+        "Shows how far the projection is, per partition, and what it holds.",
+    )
     status.add_argument("--json", action="store_true", help="one JSON object (ProjectionStatus)")
-    status.add_argument("--no-source", action="store_true",
-                        help="do not ask the source for end offsets")
+    status.add_argument(
+        "--no-source", action="store_true", help="do not ask the source for end offsets"
+    )
 
-    dead = add("dead-letters", "show or replay dead letters",
-               "Messages that could not be read are kept as dead letters.")
-    dead_sub = dead.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=_Parser)
+    dead = add(
+        "dead-letters",
+        "show or replay dead letters",
+        "Messages that could not be read are kept as dead letters.",
+    )
+    dead_sub = dead.add_subparsers(
+        dest="action", required=True, metavar="ACTION", parser_class=_Parser
+    )
     dl_list = dead_sub.add_parser("list", parents=[common], help="show dead letters")
     dl_list.add_argument("--all", action="store_true", help="include replayed ones")
     dl_list.add_argument("--limit", type=int, default=100)
     dl_list.add_argument("--json", action="store_true", help="JSON Lines output")
-    dl_replay = dead_sub.add_parser("replay", parents=[common],
-                                    help="parse dead letters again and apply those now valid")
-    dl_replay.add_argument("--id", type=int, action="append", dest="ids",
-                           help="only this dead letter (repeatable)")
+    dl_replay = dead_sub.add_parser(
+        "replay", parents=[common], help="parse dead letters again and apply those now valid"
+    )
+    dl_replay.add_argument(
+        "--id", type=int, action="append", dest="ids", help="only this dead letter (repeatable)"
+    )
 
-    sim = add("simulate", "write a realistic synthetic stream",
-              "Writes a seeded synthetic delivery stream to a JSON Lines file (--out) or to Kafka.")
+    sim = add(
+        "simulate",
+        "write a realistic synthetic stream",
+        "Writes a seeded synthetic delivery stream to a JSON Lines file (--out) or to Kafka.",
+    )
     sim.add_argument("--deliveries", type=int, default=100, help="number of deliveries (100)")
     sim.add_argument("--seed", type=int, default=1, help="random seed (1)")
     sim.add_argument("--out", help="JSON Lines file to write; without it, produce to Kafka")
     sim.add_argument("--start", help="first occurrence time, ISO-8601 (2026-11-25T00:00:00Z)")
-    sim.add_argument("--partitions", type=int, default=3,
-                     help="partitions when the Kafka topic must be created (3)")
+    sim.add_argument(
+        "--partitions",
+        type=int,
+        default=3,
+        help="partitions when the Kafka topic must be created (3)",
+    )
     sim.add_argument("--late-ratio", type=float, default=0.03)
     sim.add_argument("--duplicate-ratio", type=float, default=0.03)
     return parser
@@ -161,12 +212,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = redacted(settings.database_url) if settings is not None else "the database"
         return _fail(f"database {where} is unavailable: {_first_line(exc)}", 1)
     except ProgrammingError as exc:
-        return _fail(f"database error (is the read model migrated? run `projector migrate`): "
-                     f"{_first_line(exc)}", 1)
+        return _fail(
+            f"database error (is the read model migrated? run `projector migrate`): "
+            f"{_first_line(exc)}",
+            1,
+        )
     except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback on request
         if os.environ.get("PROJECTOR_DEBUG"):
             traceback.print_exc()
-        return _fail(f"unexpected {type(exc).__name__}: {exc} (set PROJECTOR_DEBUG=1 for details)", 70)
+        return _fail(
+            f"unexpected {type(exc).__name__}: {exc} (set PROJECTOR_DEBUG=1 for details)", 70
+        )
 
 
 def _fail(message: str, code: int) -> int:
@@ -221,4 +277,3 @@ def install_stop_signals(stop: Any) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
-

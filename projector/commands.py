@@ -1,4 +1,4 @@
-"""The command handlers behind `projector`: each takes settings and parsed flags, returns an exit code."""
+"""The command handlers behind `projector`: settings and parsed flags in, an exit code out."""
 
 from __future__ import annotations
 
@@ -74,8 +74,12 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         source.close()
     log.info(
         "projected %s messages: %s applied, %s duplicates, %s dead letters, %s refolded, in %.1fs",
-        totals.messages, totals.applied, totals.duplicates, totals.dead_letters,
-        totals.refolded, totals.seconds,
+        totals.messages,
+        totals.applied,
+        totals.duplicates,
+        totals.dead_letters,
+        totals.refolded,
+        totals.seconds,
     )
     return 0
 
@@ -126,9 +130,13 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     for p in doc["partitions"]:
         end = "?" if p["endOffset"] is None else p["endOffset"]
         lag = "?" if p["lag"] is None else p["lag"]
-        print(f"{p['topic'][-40:]:<40} {p['partition']:>9} {p['nextOffset']:>10} {end:>10} {lag:>8}")
-    print(f"events applied: {doc['eventsApplied']}  unknown: {doc['unknownEvents']}  "
-          f"dead letters: {doc['deadLetters']}  last event: {doc['lastEventAt'] or '-'}")
+        print(
+            f"{p['topic'][-40:]:<40} {p['partition']:>9} {p['nextOffset']:>10} {end:>10} {lag:>8}"
+        )
+    print(
+        f"events applied: {doc['eventsApplied']}  unknown: {doc['unknownEvents']}  "
+        f"dead letters: {doc['deadLetters']}  last event: {doc['lastEventAt'] or '-'}"
+    )
     return 0
 
 
@@ -149,16 +157,31 @@ def _dead_letters_list(engine: Engine, args: argparse.Namespace) -> int:
     for r in rows:
         value = r.value.decode("utf-8", errors="replace") if r.value is not None else None
         if args.json:
-            print(json.dumps({
-                "id": r.id, "topic": r.topic, "partition": r.partition, "offset": r.offset,
-                "key": r.key.decode("utf-8", errors="replace") if r.key is not None else None,
-                "value": value, "errorCode": r.error_code, "reason": r.reason,
-                "status": r.status, "createdAt": r.created_at.isoformat(),
-            }, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "id": r.id,
+                        "topic": r.topic,
+                        "partition": r.partition,
+                        "offset": r.offset,
+                        "key": r.key.decode("utf-8", errors="replace")
+                        if r.key is not None
+                        else None,
+                        "value": value,
+                        "errorCode": r.error_code,
+                        "reason": r.reason,
+                        "status": r.status,
+                        "createdAt": r.created_at.isoformat(),
+                    },
+                    ensure_ascii=False,
+                )
+            )
         else:
             shown = (value or "")[:80]
-            print(f"#{r.id} {r.topic}:{r.partition}@{r.offset} {r.error_code} {r.status}: "
-                  f"{r.reason}\n    {shown}")
+            print(
+                f"#{r.id} {r.topic}:{r.partition}@{r.offset} {r.error_code} {r.status}: "
+                f"{r.reason}\n    {shown}"
+            )
     if not args.json:
         print(f"{len(rows)} dead letter(s)", file=sys.stderr)
     return 0
@@ -178,7 +201,11 @@ def _dead_letters_replay(engine: Engine, settings: Settings, args: argparse.Name
     fixed = still = 0
     for r in rows:
         message = SourceMessage(
-            r.topic, r.partition, r.offset, r.key, r.value,
+            r.topic,
+            r.partition,
+            r.offset,
+            r.key,
+            r.value,
             tuple((k, v.encode("utf-8") if v is not None else None) for k, v in r.headers),
         )
         try:
@@ -189,7 +216,10 @@ def _dead_letters_replay(engine: Engine, settings: Settings, args: argparse.Name
             continue
         store.apply_replayed(generation, message, event, r.id)
         fixed += 1
-        print(f"#{r.id} replayed as event {event.event_id} ({event.event_type} of {event.delivery_id})")
+        print(
+            f"#{r.id} replayed as event {event.event_id}"
+            f" ({event.event_type} of {event.delivery_id})"
+        )
     print(f"{fixed} replayed, {still} still invalid", file=sys.stderr)
     return 0
 
@@ -208,8 +238,11 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
     config = SimulationConfig(
-        deliveries=args.deliveries, seed=args.seed, start=start,
-        late_ratio=args.late_ratio, duplicate_ratio=args.duplicate_ratio,
+        deliveries=args.deliveries,
+        seed=args.seed,
+        start=start,
+        late_ratio=args.late_ratio,
+        duplicate_ratio=args.duplicate_ratio,
     )
     stream = simulate(config)
     if args.out:
@@ -224,8 +257,10 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from projector.produce import produce
 
     produce(settings, [(e["deliveryId"].encode(), encode(e)) for e in stream], args.partitions)
-    print(f"produced {len(stream)} events of {args.deliveries} deliveries to "
-          f"{settings.kafka_topic} at {settings.kafka_bootstrap_servers}")
+    print(
+        f"produced {len(stream)} events of {args.deliveries} deliveries to "
+        f"{settings.kafka_topic} at {settings.kafka_bootstrap_servers}"
+    )
     return 0
 
 
@@ -239,4 +274,3 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     from projector.rebuild import run_verify
 
     return run_verify(settings, args)
-

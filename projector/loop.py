@@ -110,7 +110,9 @@ class Projector:
         self.released: set[TopicPartition] = set()
 
     # -- public -------------------------------------------------------------------
-    def run(self, *, until_caught_up: bool = False, targets: dict[TopicPartition, int] | None = None) -> Totals:
+    def run(
+        self, *, until_caught_up: bool = False, targets: dict[TopicPartition, int] | None = None
+    ) -> Totals:
         """Project until stopped, or until every partition reaches ``targets``.
 
         With ``until_caught_up`` and no ``targets``, the targets are the source's
@@ -167,7 +169,9 @@ class Projector:
             if not self.follow_active:
                 raise
             self.generation = self._retry(self.store.active_generation)
-            log.info("generation changed (%s); now projecting into generation %s", exc, self.generation)
+            log.info(
+                "generation changed (%s); now projecting into generation %s", exc, self.generation
+            )
             self.claims.clear()
             return
         except (SourceUnavailable, StoreUnavailable) as exc:
@@ -198,7 +202,11 @@ class Projector:
             self.source.seek(tp, claim.next_offset)
             log.info(
                 "claimed %s:%s in generation %s at offset %s (epoch %s)",
-                tp.topic, tp.partition, self.generation, claim.next_offset, claim.epoch,
+                tp.topic,
+                tp.partition,
+                self.generation,
+                claim.next_offset,
+                claim.epoch,
             )
 
     def _admit(self, messages: list[SourceMessage]) -> list[SourceMessage]:
@@ -223,7 +231,10 @@ class Projector:
                     if self._gap_seen.get(tp) == (expected[tp], message.offset):
                         log.warning(
                             "offsets %s..%s of %s:%s are gone from the source; continuing",
-                            expected[tp], message.offset - 1, tp.topic, tp.partition,
+                            expected[tp],
+                            message.offset - 1,
+                            tp.topic,
+                            tp.partition,
                         )
                         self.claims[tp] = Claim(self.claims[tp].epoch, expected[tp])
                     else:
@@ -247,7 +258,9 @@ class Projector:
                 del self.claims[tp]
                 log.info(
                     "%s:%s was taken by another projector (%s); leaving it the replay",
-                    tp.topic, tp.partition, exc,
+                    tp.topic,
+                    tp.partition,
+                    exc,
                 )
         if not lost:
             self.claims.clear()

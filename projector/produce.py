@@ -56,8 +56,10 @@ def produce(
         futures = []
         for message in messages:
             key, value = message[0], message[1]
-            headers = list(message[2]) if len(message) > 2 else None  # type: ignore[misc]
-            futures.append(producer.send(settings.kafka_topic, key=key, value=value, headers=headers))
+            headers = list(message[2]) if len(message) > 2 else None
+            futures.append(
+                producer.send(settings.kafka_topic, key=key, value=value, headers=headers)
+            )
         producer.flush(timeout=60)
         for future in futures:
             future.get(timeout=60)

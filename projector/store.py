@@ -281,9 +281,7 @@ class SqlStore:
             query = query.with_for_update(read=True)
         found = conn.execute(query).scalar()
         if found != status:
-            raise GenerationChanged(
-                f"generation {generation} is {found or 'gone'}, not {status}"
-            )
+            raise GenerationChanged(f"generation {generation} is {found or 'gone'}, not {status}")
 
     def _dead_letter(
         self, conn: Connection, generation: int, message: SourceMessage, exc: EventParseError
@@ -303,7 +301,10 @@ class SqlStore:
             offset=message.offset,
             key=message.key,
             value=message.value,
-            headers=[[_header_text(k.encode("utf-8", errors="surrogatepass")), _header_text(v)] for k, v in message.headers],
+            headers=[
+                [_header_text(k.encode("utf-8", errors="surrogatepass")), _header_text(v)]
+                for k, v in message.headers
+            ],
             error_code=exc.code.value,
             reason=exc.reason,
             status="pending",
@@ -352,7 +353,7 @@ class SqlStore:
                 row = apply(row, event)
             assert row is not None
             rows.append(row)
-        for delivery_id, history in self._load_history(conn, generation, refold).items():
+        for history in self._load_history(conn, generation, refold).values():
             row = fold(history)
             assert row is not None
             rows.append(row)
@@ -386,7 +387,7 @@ class SqlStore:
                 out[r.delivery_id].append(self.event_from_db(r._mapping))
         return out
 
-    def event_from_db(self, r: Mapping[str, Any]) -> Event:
+    def event_from_db(self, r: Mapping[Any, Any]) -> Event:
         return make_event(
             r["event_id"],
             r["event_type"],
@@ -427,8 +428,14 @@ class SqlStore:
         conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, payload)))
 
     # -- repair (rebuild --in-place) ----------------------------------------------
-    def refold(self, generation: int, delivery_ids: Iterable[str], *,
-               require_status: str = "active", chunk: int = 500) -> int:
+    def refold(
+        self,
+        generation: int,
+        delivery_ids: Iterable[str],
+        *,
+        require_status: str = "active",
+        chunk: int = 500,
+    ) -> int:
         """Recompute the current rows of these deliveries from their history; returns how many.
 
         ``apply_batch`` skips an event id it already holds and refolds nothing, so a
@@ -468,36 +475,48 @@ class SqlStore:
         out: set[str] = set()
         with self._connect() as conn:
             for tp, start in starts.items():
-                out.update(conn.execute(
-                    select(delivery_events.c.delivery_id).distinct().where(
-                        delivery_events.c.generation == generation,
-                        delivery_events.c.topic == tp.topic,
-                        delivery_events.c.partition == tp.partition,
-                        delivery_events.c.offset >= start,
-                    )
-                ).scalars())
+                out.update(
+                    conn.execute(
+                        select(delivery_events.c.delivery_id)
+                        .distinct()
+                        .where(
+                            delivery_events.c.generation == generation,
+                            delivery_events.c.topic == tp.topic,
+                            delivery_events.c.partition == tp.partition,
+                            delivery_events.c.offset >= start,
+                        )
+                    ).scalars()
+                )
         return out
 
     def deliveries_without_row(self, generation: int) -> set[str]:
         """Deliveries that have history but no current row (a lost row)."""
         with self._connect() as conn:
-            return set(conn.execute(
-                select(delivery_events.c.delivery_id).distinct().where(
-                    delivery_events.c.generation == generation,
-                    ~select(deliveries.c.delivery_id).where(
-                        deliveries.c.generation == generation,
-                        deliveries.c.delivery_id == delivery_events.c.delivery_id,
-                    ).exists(),
-                )
-            ).scalars())
+            return set(
+                conn.execute(
+                    select(delivery_events.c.delivery_id)
+                    .distinct()
+                    .where(
+                        delivery_events.c.generation == generation,
+                        ~select(deliveries.c.delivery_id)
+                        .where(
+                            deliveries.c.generation == generation,
+                            deliveries.c.delivery_id == delivery_events.c.delivery_id,
+                        )
+                        .exists(),
+                    )
+                ).scalars()
+            )
 
     def epochs(self, generation: int) -> dict[TopicPartition, int]:
         """The current owner epoch of each partition of a generation."""
         with self._connect() as conn:
             rows = conn.execute(
-                select(projection_offsets.c.topic, projection_offsets.c.partition,
-                       projection_offsets.c.owner_epoch)
-                .where(projection_offsets.c.generation == generation)
+                select(
+                    projection_offsets.c.topic,
+                    projection_offsets.c.partition,
+                    projection_offsets.c.owner_epoch,
+                ).where(projection_offsets.c.generation == generation)
             ).all()
         return {TopicPartition(r.topic, r.partition): int(r.owner_epoch) for r in rows}
 
@@ -551,7 +570,14 @@ def _is_disconnect(exc: DBAPIError) -> bool:
     text = str(exc.orig).lower()
     return any(
         word in text
-        for word in ("connection", "server closed", "terminating", "could not connect", "timeout", "locked")
+        for word in (
+            "connection",
+            "server closed",
+            "terminating",
+            "could not connect",
+            "timeout",
+            "locked",
+        )
     )
 
 
@@ -603,7 +629,7 @@ def row_to_db(generation: int, row: DeliveryRow) -> dict[str, Any]:
     )
 
 
-def row_from_db(r: Mapping[str, Any]) -> DeliveryRow:
+def row_from_db(r: Mapping[Any, Any]) -> DeliveryRow:
     return DeliveryRow(
         delivery_id=r["delivery_id"],
         state=State(r["state"]),

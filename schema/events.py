@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone, tzinfo
-from typing import Any, Final, Mapping, Sequence
+from datetime import UTC, datetime, tzinfo
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 MAX_ID_LENGTH: Final = 128
@@ -151,7 +152,7 @@ def parse_time(value: object, source_tz: tzinfo, what: str) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=source_tz)
     try:
-        return parsed.astimezone(timezone.utc)
+        return parsed.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 falls before year 1 in UTC
         raise EventParseError(
             ErrorCode.INVALID_TIME, f"{what} is out of range in UTC: {value[:64]!r}"
@@ -234,7 +235,7 @@ def parse_message(
     value: bytes | None,
     key: bytes | None = None,
     headers: Sequence[tuple[str, bytes | None]] = (),
-    source_tz: tzinfo = timezone.utc,
+    source_tz: tzinfo = UTC,
 ) -> Event:
     """Parse one message into an ``Event`` or raise ``EventParseError``."""
     body = decode_value(value)
@@ -275,7 +276,7 @@ def make_event(
     occurred_at: datetime,
     sequence: int | None,
     data: Mapping[str, Any],
-    source_tz: tzinfo = timezone.utc,
+    source_tz: tzinfo = UTC,
 ) -> Event:
     """An ``Event`` from fields already read (a message, or a history row).
 
@@ -332,7 +333,8 @@ def _identifier(
     if value is None:
         if fallback is None:
             raise EventParseError(
-                ErrorCode.MISSING_FIELD, f"{name} is required (absent from the body and {fallback_name})"
+                ErrorCode.MISSING_FIELD,
+                f"{name} is required (absent from the body and {fallback_name})",
             )
         value = fallback
     if not isinstance(value, str):
@@ -407,4 +409,4 @@ def _kind(value: object) -> str:
 
 def zone(name: str) -> tzinfo:
     """A time zone by IANA name (``UTC``, ``Asia/Seoul``)."""
-    return timezone.utc if name.upper() == "UTC" else ZoneInfo(name)
+    return UTC if name.upper() == "UTC" else ZoneInfo(name)

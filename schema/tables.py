@@ -40,7 +40,7 @@ metadata = MetaData(naming_convention=naming)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """An instant: ``timestamptz`` on PostgreSQL, naive UTC text on SQLite; always aware UTC in Python.
+    """An instant: ``timestamptz`` on PostgreSQL, naive UTC text on SQLite; aware UTC in Python.
 
     SQLite stores a fixed-width text with microseconds, so text order is time order.
     """

@@ -10,8 +10,9 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import timezone, tzinfo
+from collections.abc import Sequence
+from datetime import UTC, tzinfo
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO
 
 from projector.errors import SourceUnavailable
 from projector.sources.base import SourceMessage, TopicPartition
@@ -21,7 +22,7 @@ from schema.events import EventParseError, decode_value, parse_time
 
 
 class FileSource:
-    def __init__(self, path: str, source_tz: tzinfo = timezone.utc) -> None:
+    def __init__(self, path: str, source_tz: tzinfo = UTC) -> None:
         self.path = Path(path).expanduser().resolve()
         self.source_tz = source_tz  # for times without an offset, as the parser reads them
         self.topic = str(self.path)
@@ -187,5 +188,9 @@ def write_messages(path: str, values: Sequence[dict[str, object] | bytes]) -> No
     """Write one message a line (objects as compact JSON, bytes as they are)."""
     with open(path, "wb") as fh:
         for value in values:
-            raw = value if isinstance(value, bytes) else json.dumps(value, ensure_ascii=False).encode()
+            raw = (
+                value
+                if isinstance(value, bytes)
+                else json.dumps(value, ensure_ascii=False).encode()
+            )
             fh.write(raw + b"\n")

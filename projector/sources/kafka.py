@@ -115,7 +115,10 @@ class KafkaSource:
 
         try:
             self._client().commit_async(
-                {KTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
+                {
+                    KTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1)
+                    for tp, o in offsets.items()
+                }
             )
         except Exception as exc:  # noqa: BLE001 - a hint only; the read model has the truth
             log.debug("kafka commit hint failed: %s", exc)
@@ -151,7 +154,9 @@ class KafkaSource:
                 raise self._unavailable(exc) from exc
         return self._consumer
 
-    def _offsets(self, method: str, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+    def _offsets(
+        self, method: str, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
         from kafka import TopicPartition as KTP
         from kafka.errors import KafkaError
 

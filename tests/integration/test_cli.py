@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -105,7 +106,7 @@ def test_errors_are_one_clear_line(args: list[str], env_extra: dict[str, str], n
 
 def test_a_dead_letter_that_parses_now_is_replayed_into_the_read_model(db_url: str, tmp_path: Path) -> None:
     """As after a parser fix: the stored bytes are valid for the current code."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from schema.db import make_engine
     from schema.tables import dead_letters
@@ -122,7 +123,7 @@ def test_a_dead_letter_that_parses_now_is_replayed_into_the_read_model(db_url: s
                           "occurrenceDateTime": "2026-11-25T07:00:00Z",
                           "data": {"orderId": "O-7", "shopId": "S-7"}}),
             headers=[], error_code="INVALID_JSON", reason="rejected by an older parser",
-            status="pending", created_at=datetime.now(timezone.utc)))
+            status="pending", created_at=datetime.now(UTC)))
     engine.dispose()
     out = run_projector(["dead-letters", "replay"], env)
     assert "1 replayed, 2 still invalid" in out.stderr

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -21,7 +21,15 @@ from sqlalchemy.engine import make_url
 from projector.produce import produce
 from projector.settings import Settings
 from projector.simulate import SimulationConfig, encode, simulate
-from tests.helpers import ROOT, expected_rows, projector_env, run_projector, table_rows, unique, wait_until
+from tests.helpers import (
+    ROOT,
+    expected_rows,
+    projector_env,
+    run_projector,
+    table_rows,
+    unique,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 

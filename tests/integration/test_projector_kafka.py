@@ -11,7 +11,8 @@ import json
 import signal
 import subprocess
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -167,7 +168,7 @@ def test_poison_messages_become_dead_letters_and_every_valid_event_is_projected(
         dead = conn.execute(select(dead_letters).order_by(dead_letters.c.offset)).all()
     engine.dispose()
     assert [d.error_code for d in dead] == [code for code, _, _ in POISON]
-    for d, (_, key, value) in zip(dead, POISON):
+    for d, (_, key, value) in zip(dead, POISON, strict=True):
         assert d.value == value and d.key == key and d.topic == topic
         assert d.reason
     status = json.loads(run_projector(["status", "--json"], env).stdout)
@@ -196,7 +197,8 @@ def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
     for target in (len(messages) // 5, len(messages) // 2, (len(messages) * 4) // 5):
         proc = _start(env)
         try:
-            wait_until(lambda: sum(_offsets(db_url).values()) >= target or proc.poll() is not None,
+            wait_until(lambda p=proc, t=target: sum(_offsets(db_url).values()) >= t  # type: ignore[misc]
+                       or p.poll() is not None,
                        timeout=120, interval=0.02, message=f"{target} messages projected")
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             proc.send_signal(signal.SIGKILL)

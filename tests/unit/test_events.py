@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,7 +27,7 @@ from tests.helpers import make_event as make_body
 
 pytestmark = pytest.mark.unit
 
-UTC = timezone.utc
+UTC = UTC
 SEOUL = zone("Asia/Seoul")
 AT = "2026-11-25T10:00:00Z"
 AT_UTC = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)

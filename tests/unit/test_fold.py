@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from tests.helpers import ROOT
 
 pytestmark = pytest.mark.unit
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
 
