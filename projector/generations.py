@@ -176,7 +176,7 @@ def create(engine: Engine, *, purpose: str, from_spec: str, owner: str) -> tuple
         if found is not None:
             raise refuse_running(found)
         current = active(conn)
-        top = conn.execute(select(func.max(generations.c.generation))).scalar_one()
+        top: int = conn.execute(select(func.max(generations.c.generation))).scalar_one()
         new = int(top) + 1
         conn.execute(
             insert(generations).values(

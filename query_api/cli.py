@@ -99,9 +99,10 @@ def check_database(settings: Settings) -> int:
         url = make_url(settings.database_url)
     except ArgumentError as exc:
         raise ConfigError(f"DATABASE_URL is not usable: {exc}") from exc
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        path = Path(url.database)
-        if not url.database.startswith("file:") and not path.is_file():
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+        path = Path(database)
+        if not database.startswith("file:") and not path.is_file():
             raise DatabaseUnavailable(
                 f"no read model at {path}; run `projector migrate` (and `projector run`) first"
             )
