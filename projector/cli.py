@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument(
         "--keep-old", action="store_true", help="keep the old generation's rows after the switch"
     )
+    rebuild.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="switch even if SPEC leaves nothing to replay (the read model would be emptied)",
+    )
     rebuild.add_argument("--resume", action="store_true", help="resume an interrupted rebuild")
     rebuild.add_argument("--discard", action="store_true", help="discard an interrupted rebuild")
     rebuild.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -221,19 +226,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("PROJECTOR_DEBUG"):
             traceback.print_exc()
         return _fail(
-            f"unexpected {type(exc).__name__}: {exc} (set PROJECTOR_DEBUG=1 for details)", 70
+            f"unexpected {type(exc).__name__}: {_first_line(exc)}"
+            " (set PROJECTOR_DEBUG=1 for details)",
+            70,
         )
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"projector: error: {message}", file=sys.stderr)
+    line = " ".join(message.split())  # one line, whatever the message held
+    if len(line) > 500:
+        line = line[:497] + "..."
+    print(f"projector: error: {line}", file=sys.stderr)
     return code
 
 
 def _first_line(exc: Any) -> str:
     orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    try:
+        text = str(orig if orig is not None else exc).strip()
+    except Exception:  # noqa: BLE001 - a message that cannot even be printed
+        return type(exc).__name__
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 class _JsonFormatter(logging.Formatter):

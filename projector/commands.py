@@ -32,8 +32,9 @@ from schema.tables import dead_letters
 log = logging.getLogger("projector")
 
 
-def open_engine(settings: Settings, *, check: bool = True) -> Engine:
-    engine = make_engine(settings.database_url)
+def open_engine(settings: Settings, *, check: bool = True, writer: bool = True) -> Engine:
+    """The read model's engine; readers never take SQLite's write lock."""
+    engine = make_engine(settings.database_url, writer=writer)
     if check:
         try:
             with engine.connect() as conn:
@@ -96,7 +97,7 @@ def _periodic_log(positions: dict[TopicPartition, int], targets: Any, totals: An
 
 
 def collect_status(settings: Settings, ask_source: bool = True) -> dict[str, Any]:
-    engine = open_engine(settings)
+    engine = open_engine(settings, writer=False)
     with engine.connect() as conn:
         generation = active_generation(conn)
         offsets = status_queries.partition_offsets(conn, generation)
@@ -141,7 +142,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
-    engine = open_engine(settings)
+    engine = open_engine(settings, writer=args.action != "list")
     if args.action == "list":
         return _dead_letters_list(engine, args)
     return _dead_letters_replay(engine, settings, args)

@@ -99,7 +99,6 @@ class Projector:
         self.totals = Totals()
         self.stop_event = threading.Event()
         self._failures = 0
-        self._gap_seen: dict[TopicPartition, tuple[int, int]] = {}
         # ``limits``: never apply a message at or beyond this offset (verify replays a
         # scratch generation up to exactly the live generation's offsets).
         self.limits = dict(limits or {})
@@ -149,6 +148,7 @@ class Projector:
                 return  # every partition left to the projector that took it
             messages = self.source.poll(self.batch_size, self.batch_max_wait_ms)
             batch = self._admit(messages)
+            self._advance_idle({m.tp for m in messages})
             if not batch:
                 return
             assert self.generation is not None
@@ -226,24 +226,42 @@ class Projector:
                 if limit is not None and message.offset >= limit:
                     break  # beyond this run's upper limit
                 if message.offset > expected[tp]:
-                    # A record was compacted away or deleted by retention, or the
-                    # source jumped: seek back once; a persistent gap is accepted.
-                    if self._gap_seen.get(tp) == (expected[tp], message.offset):
-                        log.warning(
-                            "offsets %s..%s of %s:%s are gone from the source; continuing",
-                            expected[tp],
-                            message.offset - 1,
-                            tp.topic,
-                            tp.partition,
-                        )
-                        self.claims[tp] = Claim(self.claims[tp].epoch, expected[tp])
-                    else:
-                        self._gap_seen[tp] = (expected[tp], message.offset)
-                        self.source.seek(tp, expected[tp])
-                        break
+                    # Offsets without a message are normal: transaction markers and
+                    # aborted records in Kafka, compaction, retention, blank lines of
+                    # a file. The source read them in order; nothing is lost.
+                    log.debug(
+                        "no messages at %s:%s offsets %s..%s",
+                        tp.topic, tp.partition, expected[tp], message.offset - 1,
+                    )
                 batch.append(message)
                 expected[tp] = message.offset + 1
         return batch
+
+    def _advance_idle(self, polled: set[TopicPartition]) -> None:
+        """Move a partition's stored offset over offsets that hold no message.
+
+        A Kafka transaction marker, an aborted record or a record removed by
+        retention has an offset but never reaches us as a message; without this
+        the stored offset would stop short of the end, and `--until-caught-up`
+        (or a rebuild) would wait for it forever.
+        """
+        assert self.generation is not None
+        for tp, claim in list(self.claims.items()):
+            if tp in polled:
+                continue
+            position = self.source.position(tp)
+            if position is None or position <= claim.next_offset:
+                continue
+            limit = self.limits.get(tp)
+            if limit is not None:
+                position = min(position, limit)
+                if position <= claim.next_offset:
+                    continue
+            self.store.advance(self.generation, tp, claim, position,
+                               require_status=self.require_status)
+            self.claims[tp] = Claim(claim.epoch, position)
+            log.debug("%s:%s advanced to %s over offsets without messages",
+                      tp.topic, tp.partition, position)
 
     def _release_lost(self, exc: Fenced) -> None:
         """Leave every partition whose epoch moved on to its new owner; re-claim none."""

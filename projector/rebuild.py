@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
 from projector import generations
 from projector.errors import GenerationChanged, RebuildError
@@ -66,7 +66,14 @@ def run_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     elif args.in_place:
         summary = _in_place(settings, engine, store, spec)
     else:
-        summary = _new_generation(settings, engine, store, spec, keep_old=args.keep_old)
+        summary = _new_generation(
+            settings,
+            engine,
+            store,
+            spec,
+            keep_old=args.keep_old,
+            allow_empty=getattr(args, "allow_empty", False),
+        )
     print(summary.to_json() if args.json else summary.to_text(), flush=True)
     return 0
 
@@ -87,12 +94,20 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 # -- a rebuild into a new generation ------------------------------------------------------
 def _new_generation(
-    settings: Settings, engine: Engine, store: SqlStore, spec: OffsetSpec, *, keep_old: bool
+    settings: Settings,
+    engine: Engine,
+    store: SqlStore,
+    spec: OffsetSpec,
+    *,
+    keep_old: bool,
+    allow_empty: bool = False,
 ) -> Summary:
     owner = owner_name()
     source, partitions = _assigned_source(settings)
     try:
         starts = _start_offsets(source, partitions, spec)
+        if not allow_empty:
+            _refuse_empty(engine, source, partitions, starts, spec)
         new, old = generations.create(engine, purpose="rebuild", from_spec=spec.text, owner=owner)
         log.info("building generation %s from %s while generation %s serves", new, spec.text, old)
         try:
@@ -126,8 +141,9 @@ def _resume(settings: Settings, engine: Engine, store: SqlStore, *, keep_old: bo
             stored.update({tp: starts[tp] for tp in missing})
         with engine.connect() as conn:
             old = generations.active(conn).generation
-        log.info("resuming generation %s (from %s) at its stored offsets",
-                 found.generation, spec_text)
+        log.info(
+            "resuming generation %s (from %s) at its stored offsets", found.generation, spec_text
+        )
         summary = Summary("rebuild", "resume", spec_text, found.generation, old)
         _build_and_switch(
             settings, engine, store, source, partitions, found.generation, stored, owner, summary
@@ -242,14 +258,23 @@ def _in_place(settings: Settings, engine: Engine, store: SqlStore, spec: OffsetS
             starts = {tp: min(wanted[tp], stored.get(tp, begins.get(tp, 0))) for tp in partitions}
             for tp in partitions:
                 if starts[tp] < wanted[tp]:
-                    log.info("partition %s starts at %s, where the live projection stands",
-                             tp.partition, starts[tp])
+                    log.info(
+                        "partition %s starts at %s, where the live projection stands",
+                        tp.partition,
+                        starts[tp],
+                    )
             store.set_offsets(generation, starts)
             ends = source.end_offsets(partitions)
             beat = _Heartbeat(engine, generation, owner)
             with Progress("in-place", starts) as progress:
                 projector = _projector(
-                    settings, source, store, generation, "active", progress, beat,
+                    settings,
+                    source,
+                    store,
+                    generation,
+                    "active",
+                    progress,
+                    beat,
                     yield_when_fenced=True,
                 )
                 _catch_up(projector, ends, "in-place rebuild", generation)
@@ -350,14 +375,18 @@ def _diff(
             return None
         moved: set[str] = set()
         for tp, at in ahead.items():
-            moved.update(conn.execute(
-                select(delivery_events.c.delivery_id).distinct().where(
-                    delivery_events.c.generation == live,
-                    delivery_events.c.topic == tp.topic,
-                    delivery_events.c.partition == tp.partition,
-                    delivery_events.c.offset >= at,
-                )
-            ).scalars())
+            moved.update(
+                conn.execute(
+                    select(delivery_events.c.delivery_id)
+                    .distinct()
+                    .where(
+                        delivery_events.c.generation == live,
+                        delivery_events.c.topic == tp.topic,
+                        delivery_events.c.partition == tp.partition,
+                        delivery_events.c.offset >= at,
+                    )
+                ).scalars()
+            )
         found: list[str] = []
         count = 0
 
@@ -387,8 +416,10 @@ def _diff(
             if delivery in moved:
                 continue
             if a is None or b is None:
-                note(f"event {key} of {delivery}: only in the"
-                     f" {'rebuilt' if a is None else 'live'} generation")
+                note(
+                    f"event {key} of {delivery}: only in the"
+                    f" {'rebuilt' if a is None else 'live'} generation"
+                )
                 continue
             for column in _HISTORY:
                 if a[column] != b[column]:
@@ -439,6 +470,29 @@ def _assigned_source(settings: Settings) -> tuple[EventSource, list[TopicPartiti
     return source, partitions
 
 
+def _refuse_empty(
+    engine: Engine,
+    source: EventSource,
+    partitions: Sequence[TopicPartition],
+    starts: dict[TopicPartition, int],
+    spec: OffsetSpec,
+) -> None:
+    """A SPEC past every end (a mistyped year in @TIME) would swap the model for an empty one."""
+    ends = source.end_offsets(partitions)
+    if any(starts[tp] < ends.get(tp, 0) for tp in partitions):
+        return
+    with engine.connect() as conn:
+        current = generations.active(conn).generation
+        held = conn.execute(
+            select(func.count()).where(delivery_events.c.generation == current)
+        ).scalar_one()
+    if held:
+        raise RebuildError(
+            f"--from-offset {spec.text} leaves nothing to replay: the new generation would be"
+            f" empty while generation {current} holds {held} events; pass --allow-empty to do it"
+        )
+
+
 def _start_offsets(
     source: EventSource, partitions: Sequence[TopicPartition], spec: OffsetSpec
 ) -> dict[TopicPartition, int]:
@@ -476,8 +530,11 @@ def _projector(
 
     stalled: dict[TopicPartition, tuple[int, float]] = {}
 
-    def hook(positions: dict[TopicPartition, int], targets: dict[TopicPartition, int] | None,
-             totals: Totals) -> None:
+    def hook(
+        positions: dict[TopicPartition, int],
+        targets: dict[TopicPartition, int] | None,
+        totals: Totals,
+    ) -> None:
         beat()
         progress(positions, targets, totals)
         # In place: take back a partition left to a live projector that stopped moving it.
@@ -487,21 +544,30 @@ def _projector(
             if seen is None or seen[0] != at:
                 stalled[tp] = (at, time.monotonic())
             elif time.monotonic() - seen[1] > STALL_AFTER and at < (targets or {}).get(tp, 0):
-                log.info("partition %s has not moved for %.0fs; replaying it here", tp.partition,
-                         STALL_AFTER)
+                log.info(
+                    "partition %s has not moved for %.0fs; replaying it here",
+                    tp.partition,
+                    STALL_AFTER,
+                )
                 projector.released.discard(tp)
 
     projector = Projector(
-        source, store, generation=generation, require_status=status,
-        batch_size=settings.batch_size, batch_max_wait_ms=settings.batch_max_wait_ms,
-        progress=hook, yield_when_fenced=yield_when_fenced,
+        source,
+        store,
+        generation=generation,
+        require_status=status,
+        batch_size=settings.batch_size,
+        batch_max_wait_ms=settings.batch_max_wait_ms,
+        progress=hook,
+        yield_when_fenced=yield_when_fenced,
     )
     install_stop_signals(projector.stop)
     return projector
 
 
-def _catch_up(projector: Projector, targets: dict[TopicPartition, int], what: str,
-              generation: int) -> None:
+def _catch_up(
+    projector: Projector, targets: dict[TopicPartition, int], what: str, generation: int
+) -> None:
     try:
         projector.run(targets=targets)
     except GenerationChanged as exc:

@@ -9,6 +9,9 @@ from datetime import tzinfo
 from typing import Any
 from zoneinfo import ZoneInfoNotFoundError
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from projector.errors import ConfigError
 from schema.events import zone
 
@@ -53,6 +56,13 @@ class Settings:
         return updated
 
     def validate(self) -> None:
+        try:
+            make_url(self.database_url)
+        except ArgumentError:
+            raise ConfigError(
+                f"DATABASE_URL {self.database_url!r} is not a SQLAlchemy URL"
+                " (e.g. sqlite:///./delivery_read_model.db or postgresql+psycopg://...)"
+            ) from None
         self.source_tz  # noqa: B018 - raises on a bad zone
         zone_or_error(self.business_timezone, "BUSINESS_TIMEZONE")
         if self.batch_size < 1:
@@ -72,7 +82,7 @@ class Settings:
 def zone_or_error(name: str, setting: str) -> tzinfo:
     try:
         return zone(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ConfigError(f"{setting}={name!r} is not a known time zone") from None
 
 

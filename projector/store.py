@@ -15,7 +15,7 @@ import os
 import socket
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol
 
@@ -84,6 +84,16 @@ class ReadModelStore(Protocol):
 
     def offsets(self, generation: int) -> dict[TopicPartition, int]: ...
 
+    def advance(
+        self,
+        generation: int,
+        tp: TopicPartition,
+        claim: Claim,
+        offset: int,
+        *,
+        require_status: str = "active",
+    ) -> None: ...
+
     def active_generation(self) -> int: ...
 
 
@@ -108,24 +118,25 @@ class SqlStore:
     def claim(self, generation: int, tp: TopicPartition, start: int = 0) -> Claim:
         """Take ownership of a partition: bump its epoch, so an older owner is fenced."""
         with self._begin() as conn:
+            # Two processes may claim a partition for the first time at once: the row
+            # is created by whichever comes first, then both go through the lock.
+            conn.execute(
+                self._insert(projection_offsets)
+                .values(
+                    generation=generation,
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    next_offset=start,
+                    owner_epoch=0,
+                    updated_at=now(),
+                )
+                .on_conflict_do_nothing(index_elements=["generation", "topic", "partition"])
+            )
             row = conn.execute(
                 select(projection_offsets.c.next_offset, projection_offsets.c.owner_epoch)
                 .where(self._offset_key(generation, tp))
                 .with_for_update()
-            ).first()
-            if row is None:
-                conn.execute(
-                    projection_offsets.insert().values(
-                        generation=generation,
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        next_offset=start,
-                        owner_epoch=1,
-                        owner=self.owner,
-                        updated_at=now(),
-                    )
-                )
-                return Claim(1, start)
+            ).one()
             epoch = int(row.owner_epoch) + 1
             conn.execute(
                 update(projection_offsets)
@@ -144,6 +155,30 @@ class SqlStore:
                 ).where(projection_offsets.c.generation == generation)
             ).all()
         return {TopicPartition(r.topic, r.partition): int(r.next_offset) for r in rows}
+
+    def advance(
+        self,
+        generation: int,
+        tp: TopicPartition,
+        claim: Claim,
+        offset: int,
+        *,
+        require_status: str = "active",
+    ) -> None:
+        """Move a claimed partition's offset forward over offsets without messages."""
+        with self._begin() as conn:
+            self._check_generation(conn, generation, require_status)
+            moved = conn.execute(
+                update(projection_offsets)
+                .where(
+                    self._offset_key(generation, tp),
+                    projection_offsets.c.owner_epoch == claim.epoch,
+                    projection_offsets.c.next_offset == claim.next_offset,
+                )
+                .values(next_offset=offset, updated_at=now())
+            ).rowcount
+            if moved != 1:
+                raise Fenced(f"{tp.topic}:{tp.partition} is owned by another consumer now")
 
     def set_offsets(self, generation: int, offsets: Mapping[TopicPartition, int]) -> None:
         """Set where a generation reads next (a rebuild's start); bumps every epoch."""
@@ -388,7 +423,8 @@ class SqlStore:
         return out
 
     def event_from_db(self, r: Mapping[Any, Any]) -> Event:
-        return make_event(
+        """An event of the history; its ETA as read when it was first applied."""
+        event = make_event(
             r["event_id"],
             r["event_type"],
             r["delivery_id"],
@@ -397,6 +433,9 @@ class SqlStore:
             r["data"],
             self.source_tz,
         )
+        if event.estimated_delivery_at is None:
+            return event
+        return replace(event, estimated_delivery_at=r["estimated_delivery_at"])
 
     def _upsert_rows(self, conn: Connection, generation: int, rows: Sequence[DeliveryRow]) -> None:
         if not rows:
@@ -577,6 +616,8 @@ def _is_disconnect(exc: DBAPIError) -> bool:
             "could not connect",
             "timeout",
             "locked",
+            "deadlock",
+            "could not serialize",
         )
     )
 
@@ -598,6 +639,7 @@ def _history_row(
         occurred_at=event.occurred_at,
         sequence=event.sequence,
         data=dict(event.data),
+        estimated_delivery_at=event.estimated_delivery_at,
         topic=message.topic,
         partition=message.partition,
         offset=message.offset,

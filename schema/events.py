@@ -17,6 +17,8 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 MAX_ID_LENGTH: Final = 128
+#: Deepest nesting of objects and arrays accepted in a message.
+MAX_DEPTH: Final = 64
 
 
 class EventType(str, enum.Enum):
@@ -140,7 +142,7 @@ def parse_time(value: object, source_tz: tzinfo, what: str) -> datetime:
         raise EventParseError(
             ErrorCode.INVALID_TIME, f"{what} must be an ISO-8601 string, got {_kind(value)}"
         )
-    text = value.strip()
+    text = value.strip().upper()  # RFC 3339 allows a lower-case "t" and "z"
     if len(text) < 10:
         raise EventParseError(ErrorCode.INVALID_TIME, f"{what} is not a date-time: {value!r}")
     try:
@@ -164,7 +166,7 @@ def decode_value(raw: bytes | None) -> dict[str, Any]:
     if raw is None or raw == b"":
         raise EventParseError(ErrorCode.EMPTY_MESSAGE, "the message has no value")
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte order mark from an editor
     except UnicodeDecodeError as exc:
         raise EventParseError(
             ErrorCode.INVALID_UTF8, f"the value is not valid UTF-8 (byte {exc.start})"
@@ -188,7 +190,24 @@ def decode_value(raw: bytes | None) -> dict[str, Any]:
         )
     if "\\u" in text:  # only a \u escape can smuggle in a lone surrogate or a NUL
         _check_storable(value)
+    if text.count("[") + text.count("{") > MAX_DEPTH:
+        _check_depth(value)
     return value
+
+
+def _check_depth(value: Any) -> None:
+    """Refuse documents nested deeper than ``MAX_DEPTH``: storing them would recurse too deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise EventParseError(
+                ErrorCode.INVALID_JSON, f"the value is nested deeper than {MAX_DEPTH} levels"
+            )
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
 
 
 def _loads(text: str) -> Any:

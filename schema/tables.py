@@ -133,6 +133,9 @@ delivery_events = Table(
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("sequence", BigInteger),
     Column("data", JsonDocument, nullable=False),
+    # data.estimatedDeliveryAt as read when the event was applied (SOURCE_TIMEZONE
+    # then): a refold uses this, so a later change of the setting moves nothing.
+    Column("estimated_delivery_at", UtcDateTime),
     Column("topic", Text, nullable=False),
     Column("partition", Integer, nullable=False),
     Column("offset", BigInteger, nullable=False),

@@ -53,6 +53,10 @@ class EventSource(Protocol):
 
     def seek(self, tp: TopicPartition, offset: int) -> None: ...
 
+    def position(self, tp: TopicPartition) -> int | None:
+        """The offset of the next message this source will return, if known."""
+        ...
+
     def poll(self, max_records: int, timeout_ms: int) -> list[SourceMessage]:
         """Up to ``max_records`` messages, in offset order within each partition."""
         ...

@@ -67,6 +67,9 @@ class FileSource:
                 break
             self._next += 1
 
+    def position(self, tp: TopicPartition) -> int | None:
+        return self._next if self._fh is not None and tp == self.tp else None
+
     def poll(self, max_records: int, timeout_ms: int) -> list[SourceMessage]:
         if not self._assigned:
             time.sleep(timeout_ms / 1000)

@@ -58,6 +58,15 @@ class KafkaSource:
 
         self._client().seek(KTP(tp.topic, tp.partition), offset)
 
+    def position(self, tp: TopicPartition) -> int | None:
+        from kafka import TopicPartition as KTP
+        from kafka.errors import KafkaError
+
+        try:
+            return int(self._client().position(KTP(tp.topic, tp.partition), timeout_ms=1_000))
+        except (KafkaError, AssertionError, KeyError, ValueError):
+            return None  # not assigned any more, or not known yet
+
     def poll(self, max_records: int, timeout_ms: int) -> list[SourceMessage]:
         from kafka.errors import KafkaError
 
@@ -141,6 +150,8 @@ class KafkaSource:
                     bootstrap_servers=self.settings.kafka_bootstrap_servers.split(","),
                     group_id=self.settings.kafka_group_id if self.group else None,
                     enable_auto_commit=False,
+                    # Never fold what a transactional producer rolled back.
+                    isolation_level="read_committed",
                     auto_offset_reset="earliest",
                     max_poll_records=self.settings.batch_size,
                     fetch_max_wait_ms=self.settings.batch_max_wait_ms,

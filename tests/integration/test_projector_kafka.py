@@ -254,3 +254,45 @@ def test_two_processes_in_one_group_end_with_the_same_tables_as_one(
     assert [p.returncode for p in procs] == [0, 0]
     assert table_rows(db_url) == expected_rows(v for _, v in messages)
     assert set(_history(db_url)) == _expected_history_ids(messages)
+
+
+def test_transactional_producers_aborted_events_are_ignored_and_markers_do_not_stall_it(
+    db_url: str, kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    """An outbox relay with exactly-once delivery writes in transactions: every commit
+    leaves a marker at an offset that holds no message, and an aborted transaction's
+    events must never be folded."""
+    from kafka import KafkaProducer
+
+    from tests.helpers import make_event
+
+    topic = topic_factory(1)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=unique("outbox"),
+                             acks="all")
+    producer.init_transactions()
+    committed: list[bytes] = []
+
+    def transaction(events: list[dict[str, Any]], commit: bool) -> None:
+        producer.begin_transaction()
+        for event in events:
+            value = json.dumps(event).encode()
+            producer.send(topic, key=event["deliveryId"].encode(), value=value)
+            if commit:
+                committed.append(value)
+        producer.flush()
+        (producer.commit_transaction if commit else producer.abort_transaction)()
+
+    transaction([make_event("DeliveryCreated", "D-1", "2026-11-25T10:00:00Z", event_id="t1")], True)
+    transaction([make_event("DeliveryCancelled", "D-1", "2026-11-25T10:05:00Z", event_id="t2",
+                            data={"reason": "never happened"})], False)
+    transaction([make_event("DeliveryRiderAssigned", "D-1", "2026-11-25T10:10:00Z", event_id="t3")], True)
+    producer.close()
+
+    env = _env(db_url, kafka_bootstrap, topic)
+    run_projector(["migrate"], env)
+    run_projector(["run", "--until-caught-up"], env, timeout=120)  # must not wait for markers
+    assert table_rows(db_url) == expected_rows(committed)
+    assert table_rows(db_url)["D-1"]["state"] == "ASSIGNED"
+    assert set(_history(db_url)) == {"t1", "t3"}
+    status = json.loads(run_projector(["status", "--json"], env).stdout)
+    assert status["partitions"][0]["lag"] == 0

@@ -46,3 +46,20 @@ def test_time_spec_on_a_file_uses_occurrence_time(
     first = next(i for i, v in enumerate(values[:-1])
                  if json.loads(v)["occurrenceDateTime"] >= "2026-11-25T06:00:00")
     assert table_rows(migrated_url, 2) == expected_rows(values[first:], generation=2)
+
+
+def test_a_spec_past_every_end_is_refused_unless_allowed(
+    file_stream: tuple[dict[str, str], list[bytes]], migrated_url: str
+) -> None:
+    """A mistyped year in @TIME must not swap the read model for an empty one."""
+    env, values = file_stream
+    before = table_rows(migrated_url, 1)
+    proc = run_projector(["rebuild", "--from-offset", "@2099-01-01T00:00:00Z"], env, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("projector: error: --from-offset")
+    assert "nothing to replay" in proc.stderr and "--allow-empty" in proc.stderr
+    assert gens(migrated_url) == {1: ("active", "live")}
+    assert table_rows(migrated_url, 1) == before
+    run_projector(["rebuild", "--from-offset", "@2099-01-01T00:00:00Z", "--allow-empty"], env)
+    assert gens(migrated_url)[2] == ("active", "rebuild")
+    assert table_rows(migrated_url, 2) == {}

@@ -187,3 +187,49 @@ def test_two_writers_of_one_delivery_on_two_partitions_do_not_lose_events(migrat
     expected = fold(parse_message(encode(e)) for e in events)
     assert expected is not None
     assert table_rows(migrated_url)["D-1"] == row_to_db(1, expected)
+
+
+def test_a_refold_keeps_the_eta_as_read_when_the_event_was_applied(migrated_url: str) -> None:
+    """Changing SOURCE_TIMEZONE later must not move ETAs of deliveries that get refolded."""
+    from zoneinfo import ZoneInfo
+
+    created = make_event("DeliveryCreated", at="2026-11-25T10:00:00Z", event_id="a",
+                         data={"orderId": "O", "shopId": "S", "estimatedDeliveryAt": "2026-11-25 12:00:00"})
+    late = make_event("DeliveryNoted", at="2026-11-25T09:00:00Z", event_id="b")  # forces a refold
+    utc_engine = make_engine(migrated_url)
+    SqlStore(utc_engine).apply_batch(1, _messages([created]), {TP: SqlStore(utc_engine).claim(1, TP)})
+    seoul = SqlStore(utc_engine, ZoneInfo("Asia/Seoul"))
+    result = seoul.apply_batch(1, _messages([late], start=1), {TP: seoul.claim(1, TP)})
+    utc_engine.dispose()
+    assert result.refolded == 1
+    row = table_rows(migrated_url)["D-1"]
+    assert row["estimated_delivery_at"].isoformat() == "2026-11-25T12:00:00+00:00"
+    assert row["event_count"] == 2
+
+
+def test_two_processes_claiming_a_new_partition_at_once_both_succeed(migrated_url: str) -> None:
+    import threading
+
+    failures: list[BaseException] = []
+    epochs: list[int] = []
+    for round_ in range(10):
+        tp = TopicPartition("race", round_)
+        barrier = threading.Barrier(2)
+
+        def claim(tp: TopicPartition = tp, barrier: threading.Barrier = barrier) -> None:
+            engine = make_engine(migrated_url)
+            try:
+                barrier.wait(timeout=10)
+                epochs.append(SqlStore(engine).claim(1, tp).epoch)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+            finally:
+                engine.dispose()
+
+        threads = [threading.Thread(target=claim) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+    assert not failures, failures[:2]
+    assert sorted(epochs) == [1] * 10 + [2] * 10  # each partition: one first, one second

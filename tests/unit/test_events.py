@@ -417,8 +417,15 @@ def test_escaped_ordinary_characters_are_fine() -> None:
     assert parse_message(raw).event_id == "e-배달-😀"
 
 
-def test_a_utf8_bom_is_not_json() -> None:
-    rejected(b"\xef\xbb\xbf" + encode(body()), ErrorCode.INVALID_JSON)
+def test_a_leading_utf8_bom_is_tolerated() -> None:
+    """Files saved by some editors start with one; only a leading BOM is dropped."""
+    assert parse_message(b"\xef\xbb\xbf" + encode(body())).event_id == body()["eventId"]
+    rejected(b"\xef\xbb\xbf\xef\xbb\xbf" + encode(body()), ErrorCode.INVALID_JSON)
+
+
+def test_lower_case_t_and_z_are_read_as_rfc_3339_allows() -> None:
+    event = parse_message(encode(body(occurrenceDateTime="2026-11-25t10:00:00z")))
+    assert event.occurred_at.isoformat() == "2026-11-25T10:00:00+00:00"
 
 
 # -- the catalogue ----------------------------------------------------------------------
@@ -613,3 +620,22 @@ def test_every_error_code_is_reachable() -> None:
     assert set(samples) == set(ErrorCode)
     for code, raw in samples.items():
         rejected(raw, code)
+
+
+def test_nesting_beyond_the_limit_is_a_dead_letter_not_a_crash() -> None:
+    from schema.events import MAX_DEPTH, ErrorCode, EventParseError, parse_message
+
+    def nested(depth: int) -> dict:
+        inner: object = 1
+        for _ in range(depth):
+            inner = [inner]
+        return {"eventId": "n", "eventType": "DeliveryNoted", "deliveryId": "D",
+                "occurrenceDateTime": "2026-11-25T10:00:00Z", "data": {"x": inner}}
+
+    ok = parse_message(json.dumps(nested(MAX_DEPTH - 3)).encode())
+    assert ok.event_id == "n"
+    for depth in (MAX_DEPTH + 1, 990, 5000):
+        with pytest.raises(EventParseError) as caught:
+            parse_message(json.dumps(nested(depth)).encode() if depth < 900
+                          else ('{"eventId":"n","data":' + "[" * depth + "]" * depth + "}").encode())
+        assert caught.value.code in (ErrorCode.INVALID_JSON,)

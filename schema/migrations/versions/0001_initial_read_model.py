@@ -80,6 +80,7 @@ def upgrade() -> None:
     sa.Column('occurred_at', UtcDateTime(), nullable=False),
     sa.Column('sequence', sa.BigInteger(), nullable=True),
     sa.Column('data', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('estimated_delivery_at', UtcDateTime(), nullable=True),
     sa.Column('topic', sa.Text(), nullable=False),
     sa.Column('partition', sa.Integer(), nullable=False),
     sa.Column('offset', sa.BigInteger(), nullable=False),
