@@ -47,6 +47,11 @@ def test_checked_in_schema_matches_the_code() -> None:
 
 
 def _contract_schema() -> str:
+    if not CONTRACT.is_file():
+        message = f"the shared contract is not beside the repository ({CONTRACT})"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)  # CI always has it: its absence is an error
+        pytest.skip(message)
     text = CONTRACT.read_text(encoding="utf-8")
     section = text[text.index("## 2. GraphQL API"):text.index("## 3.")]
     return re.search(r"```graphql\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
