@@ -175,3 +175,49 @@ def _retries_logged(proc: subprocess.Popen[str]) -> bool:
         chunk = b""
     _stderr_seen[proc.pid] = _stderr_seen.get(proc.pid, "") + chunk.decode(errors="replace")
     return "retrying in" in _stderr_seen[proc.pid]
+
+
+def test_the_broker_going_away_mid_stream_loses_and_skips_nothing(
+    sqlite_url: str, kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    """The real broker is stopped while the projector runs, then started again."""
+    topic = topic_factory(3)
+    events = simulate(SimulationConfig(deliveries=300, seed=8))
+    messages = [(e["deliveryId"].encode(), encode(e)) for e in events]
+    first, second = messages[: len(messages) // 2], messages[len(messages) // 2 :]
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, kafka_topic=topic)
+    env = projector_env(sqlite_url, "kafka", KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+                        KAFKA_TOPIC=topic, KAFKA_GROUP_ID=unique("group"))
+    run_projector(["migrate"], env)
+    produce(settings, first)
+    proc = subprocess.Popen([sys.executable, "-m", "projector.cli", "run"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    services = [str(ROOT / "scripts" / "services")]
+    try:
+        wait_until(lambda: _offsets_total(sqlite_url) >= len(first) or proc.poll() is not None,
+                   timeout=60, message="the first half projected")
+        subprocess.run([*services, "stop-kafka"], check=True, capture_output=True, timeout=120)
+        assert not _broker_answers(kafka_bootstrap), "the broker is still up"
+        subprocess.run([*services, "up"], check=True, capture_output=True, timeout=180)
+        assert proc.poll() is None, "the projector died while the broker was down"
+        produce(settings, second)
+        wait_until(lambda: _offsets_total(sqlite_url) >= len(messages) or proc.poll() is not None,
+                   timeout=120, message="the second half projected after the outage")
+        assert proc.poll() is None, "the projector died after the broker came back"
+    finally:
+        subprocess.run([*services, "up"], capture_output=True, timeout=180)  # for the next tests
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert table_rows(sqlite_url) == expected_rows(v for _, v in messages)
+
+
+def _broker_answers(bootstrap: str) -> bool:
+    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+        return True
+    except OSError:
+        return False
