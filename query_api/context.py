@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,10 @@ class Services:
         return ReadSession(self.engine)
 
 
+#: The session of the operation being executed (set by ``extensions.SessionScope``).
+current_session: ContextVar[ReadSession | None] = ContextVar("current_session", default=None)
+
+
 @dataclass
 class Context:
     services: Services
@@ -39,6 +44,10 @@ class Context:
 
     @property
     def session(self) -> ReadSession:
-        if self._session is None:
+        """The current operation's session: one per operation, even on a shared WebSocket."""
+        session = current_session.get()
+        if session is not None:
+            return session
+        if self._session is None:  # outside an operation scope (direct calls in tests)
             self._session = self.services.new_session()
         return self._session

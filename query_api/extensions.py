@@ -8,7 +8,7 @@ classes, and a fresh class per request would never hit.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -41,6 +41,26 @@ def should_mask(error: GraphQLError) -> bool:
     if original is None:
         return False
     return not isinstance(original, (QueryApiError, GraphQLError))
+
+
+class SessionScope(SchemaExtension):
+    """Gives each operation its own read session (one snapshot), closed when it ends."""
+
+    async def on_operation(self) -> AsyncIterator[None]:
+        from query_api.context import current_session
+
+        context = self.execution_context.context
+        services = getattr(context, "services", None)
+        if services is None:
+            yield
+            return
+        session = services.new_session()
+        token = current_session.set(session)
+        try:
+            yield
+        finally:
+            current_session.reset(token)
+            await session.aclose()
 
 
 class Instrument(SchemaExtension):
@@ -79,6 +99,7 @@ def extensions_for(
         partial(AddValidationRules, rules),
         partial(ValidationCache, maxsize=size),
         partial(MaskErrors, should_mask_error=should_mask, error_message=MASKED_MESSAGE),
+        SessionScope,
     ]
     if observe is not None:
         extensions.insert(0, partial(Instrument, observe))

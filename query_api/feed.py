@@ -89,11 +89,15 @@ class ChangeFeed:
                 if self._pg and self._ready.is_set():
                     interval = SAFETY_POLL_SECONDS
                 session = self.services.new_session()
-                row = await session.run(reads.delivery_fingerprint, delivery_id)
-                current = None if row is None else dict(row)
-                if current is not None and current != seen:
-                    seen = current
-                    yield Delivery.from_row(row, session)  # type: ignore[arg-type]
+                try:
+                    row = await session.run(reads.delivery_fingerprint, delivery_id)
+                    current = _fingerprint(row)
+                    if current is not None and current != seen:
+                        seen = current
+                        # Its fields (history too) are resolved in this session's snapshot.
+                        yield Delivery.from_row(row, session)  # type: ignore[arg-type]
+                finally:
+                    await session.aclose()
         finally:
             subscribers = self._subscribers.get(delivery_id)
             if subscribers is not None:
@@ -103,8 +107,11 @@ class ChangeFeed:
 
     async def _current(self, delivery_id: str) -> dict[str, Any] | None:
         assert self.services is not None
-        row = await self.services.new_session().run(reads.delivery_fingerprint, delivery_id)
-        return None if row is None else dict(row)
+        session = self.services.new_session()
+        try:
+            return _fingerprint(await session.run(reads.delivery_fingerprint, delivery_id))
+        finally:
+            await session.aclose()
 
     # -- PostgreSQL LISTEN ------------------------------------------------------
     def _ensure_listener(self) -> None:
@@ -152,3 +159,10 @@ class ChangeFeed:
             self._ready.clear()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 10.0)
+
+
+def _fingerprint(row: Any) -> dict[str, Any] | None:
+    """What a subscriber sees of a row: a rebuild's switch alone is no change."""
+    if row is None:
+        return None
+    return {key: value for key, value in dict(row).items() if key != "generation"}

@@ -1,10 +1,14 @@
-"""One request's view of the read model: its generation, its DataLoaders.
+"""One operation's view of the read model: its generation, its DataLoaders.
 
-The served generation is read once per request (so a rebuild's atomic switch is
-picked up without a restart, and one response never mixes two generations). Each
-statement runs in a worker thread on a pooled connection, so the event loop never
-waits on the database. History is loaded through a DataLoader: however many
-deliveries a page holds, their histories cost one statement.
+A session lives for one GraphQL operation (an HTTP request, or one operation on
+a WebSocket) and reads everything through one connection in one read-only
+transaction: the generation and every row of the response come from the same
+snapshot (REPEATABLE READ on PostgreSQL, a WAL read transaction on SQLite), so a
+page never disagrees with its ``totalCount`` and a rebuild's switch is picked up
+by the next operation, never halfway. Statements run one at a time in a worker
+thread, so the event loop never waits on the database. History is loaded
+through a DataLoader: however many deliveries a page holds, their histories cost
+one statement.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class ReadSession:
         self._engine = engine
         self._generation: int | None = None
         self._generation_lock = asyncio.Lock()
+        self._conn: Connection | None = None
+        self._conn_lock = anyio.Lock()  # one statement at a time on the one connection
         self.deliveries = DataLoader[str, "RowMapping | None"](load_fn=self._load_deliveries)
         self.histories = DataLoader[HistoryKey, reads.HistoryPage](load_fn=self._load_histories)
 
@@ -58,15 +64,41 @@ class ReadSession:
         return await self._in_thread(fn, generation, *args)
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        return await anyio.to_thread.run_sync(self._call, fn, *args)
+        async with self._conn_lock:
+            return await anyio.to_thread.run_sync(self._call, fn, *args)
+
+    async def aclose(self) -> None:
+        """End the snapshot and give the connection back to the pool."""
+        async with self._conn_lock:
+            if self._conn is not None:
+                await anyio.to_thread.run_sync(self._release)
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            conn = self._engine.connect()
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
+            self._conn = conn
+        return self._conn
+
+    def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except SQLAlchemyError as exc:  # a broken connection: the pool drops it
+                log.debug("closing a read connection failed: %s", exc)
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         try:
-            with self._engine.connect() as conn:
-                return fn(conn, *args)
+            return fn(self._connection(), *args)
         except SchemaError as exc:
+            self._release()
             raise DatabaseUnavailable(str(exc)) from exc
         except (DBAPIError, SQLAlchemyError) as exc:
+            self._release()
             # The cause goes to the log; the client gets a line without SQL in it.
             log.error("read-model query failed: %s", exc)
             if isinstance(exc, DBAPIError) and exc.connection_invalidated:

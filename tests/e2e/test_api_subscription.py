@@ -143,3 +143,38 @@ def test_kafka_to_graphql_over_http(pg_url: str, kafka_bootstrap: str,
     assert [p["partition"] for p in partitions] == [0, 1, 2]
     assert all(p["topic"] == topic and p["lag"] == 0 for p in partitions), partitions
     assert sum(p["endOffset"] for p in partitions) == 23
+
+
+def test_queries_on_one_websocket_each_read_the_model_as_it_is_now(db_url: str,
+                                                                   tmp_path: Path) -> None:
+    """Each operation on a long-lived socket gets its own session: no stale rows or generation."""
+    stream = copy_stream("api_happy.jsonl", tmp_path)
+    project(db_url, stream)
+    env = projector_env(db_url, source=str(stream))
+    settings = settings_for(db_url, stream, tokens=(TOKEN,))
+    query = '{ delivery(id: "NEW-1") { state eventCount } projectionStatus { eventsApplied } }'
+    with live_server(settings) as (base, _app):
+        ws = connect(f"ws://{base}/graphql", subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+                     additional_headers={"Authorization": f"Bearer {TOKEN}"}, open_timeout=10)
+        try:
+            ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(ws.recv(timeout=10)) == {"type": "connection_ack"}
+
+            def ask(op: str) -> dict[str, Any]:
+                ws.send(json.dumps({"id": op, "type": "subscribe", "payload": {"query": query}}))
+                message = json.loads(ws.recv(timeout=30))
+                assert message["type"] == "next" and "errors" not in message["payload"], message
+                assert json.loads(ws.recv(timeout=30)) == {"id": op, "type": "complete"}
+                return message["payload"]["data"]  # type: ignore[no-any-return]
+
+            before = ask("q1")
+            assert before["delivery"] is None
+            append(stream, make_event("DeliveryCreated", "NEW-1", "2026-11-25T05:00:00Z",
+                                      event_id="ws-1"))
+            run_projector(["run", "--until-caught-up"], env)
+            after = ask("q2")
+            assert after["delivery"] == {"state": "CREATED", "eventCount": 1}
+            assert after["projectionStatus"]["eventsApplied"] == \
+                before["projectionStatus"]["eventsApplied"] + 1
+        finally:
+            ws.close()
