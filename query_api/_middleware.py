@@ -12,15 +12,16 @@ AUTHENTICATED = "query_api.authenticated"
 
 
 def token_ok(presented: str | None, tokens: Iterable[str]) -> bool:
-    """Whether ``presented`` ("Bearer <t>" or "<t>") is one of ``tokens``, in constant time.
+    """Whether ``presented`` ("Bearer <t>") is one of ``tokens``, in constant time.
 
     Every token is compared, so timing tells neither which one matched nor how much.
     """
     if not presented:
         return False
     value = presented.strip()
-    if value[:7].lower() == "bearer ":
-        value = value[7:].strip()
+    if value[:7].lower() != "bearer ":
+        return False  # the scheme is part of the contract: "Authorization: Bearer <token>"
+    value = value[7:].strip()
     candidate = value.encode("utf-8", "surrogateescape")
     ok = False
     for token in tokens:

@@ -31,7 +31,7 @@ settings (environment; flags of the same meaning win):
   QUERY_API_HOST, QUERY_API_PORT            listen address (default 127.0.0.1:8000)
   QUERY_API_ALLOW_UNAUTHENTICATED=1         like --allow-unauthenticated
   QUERY_API_MAX_DEPTH (12), QUERY_API_MAX_ALIASES (30), QUERY_API_MAX_TOKENS (2000),
-  QUERY_API_MAX_BODY_BYTES (65536)          limits on one request
+  QUERY_API_MAX_NODES (100000), QUERY_API_MAX_BODY_BYTES (65536)   limits on one request
 
 Without tokens the API listens only on a loopback address, unless
 --allow-unauthenticated says something in front of it authenticates.

@@ -26,7 +26,7 @@ class Services:
     feed: ChangeFeed
 
     def new_session(self) -> ReadSession:
-        return ReadSession(self.engine)
+        return ReadSession(self.engine, max_nodes=self.settings.max_nodes)
 
 
 #: The session of the operation being executed (set by ``extensions.SessionScope``).

@@ -63,7 +63,10 @@ def _time(value: object) -> datetime:
         raise InvalidCursor("the cursor is not one this API issued") from None
     if parsed.tzinfo is None:
         raise InvalidCursor("the cursor is not one this API issued")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidCursor("the cursor is not one this API issued") from None
 
 
 def delivery_cursor(key: DeliveryKey) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select
 from sqlalchemy.engine import RowMapping
 
 from query_api.cursors import DeliveryKey, EventKey
@@ -42,16 +42,26 @@ class HistoryPage:
     total: int
 
 
+def _equals(column: Any, value: str) -> ColumnElement[bool]:
+    """``column = value``; a value no row can hold (a NUL, which PostgreSQL text refuses
+    even as a parameter) matches nothing instead of failing the query."""
+    return column == value if "\x00" not in value else false()
+
+
+def _stored(ids: Sequence[str]) -> list[str]:
+    return [i for i in ids if "\x00" not in i]
+
+
 def _conditions(generation: int, spec: DeliveryFilterSpec) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = [d.generation == generation]
     if spec.states is not None:
         conds.append(d.state.in_(spec.states))
     if spec.rider_id is not None:
-        conds.append(d.rider_id == spec.rider_id)
+        conds.append(_equals(d.rider_id, spec.rider_id))
     if spec.shop_id is not None:
-        conds.append(d.shop_id == spec.shop_id)
+        conds.append(_equals(d.shop_id, spec.shop_id))
     if spec.order_id is not None:
-        conds.append(d.order_id == spec.order_id)
+        conds.append(_equals(d.order_id, spec.order_id))
     if spec.last_event_from is not None:
         conds.append(d.last_event_at >= spec.last_event_from)
     if spec.last_event_to is not None:
@@ -89,7 +99,7 @@ def deliveries_by_id(
     conn: Connection, generation: int, ids: Sequence[str]
 ) -> dict[str, RowMapping]:
     rows = conn.execute(
-        select(deliveries).where(d.generation == generation, d.delivery_id.in_(list(ids)))
+        select(deliveries).where(d.generation == generation, d.delivery_id.in_(_stored(ids)))
     ).mappings()
     return {row["delivery_id"]: row for row in rows}
 
@@ -111,7 +121,7 @@ def histories(
             delivery_events,
             func.count().over(partition_by=e.delivery_id).label("total"),
         )
-        .where(e.generation == generation, e.delivery_id.in_(list(ids)))
+        .where(e.generation == generation, e.delivery_id.in_(_stored(ids)))
         .subquery("counted")
     )
     i = inner.c
@@ -161,7 +171,7 @@ def histories(
 def _event_counts(conn: Connection, generation: int, ids: Sequence[str]) -> dict[str, int]:
     rows = conn.execute(
         select(e.delivery_id, func.count())
-        .where(e.generation == generation, e.delivery_id.in_(list(ids)))
+        .where(e.generation == generation, e.delivery_id.in_(_stored(ids)))
         .group_by(e.delivery_id)
     ).all()
     return {r[0]: int(r[1]) for r in rows}
@@ -177,7 +187,7 @@ def rider_deliveries(
 
     query = select(d.assigned_at, d.picked_up_at, d.delivered_at, d.cancelled_at).where(
         d.generation == generation,
-        d.rider_id == rider_id,
+        _equals(d.rider_id, rider_id),
         or_(within(d.assigned_at), within(d.delivered_at), within(d.cancelled_at)),
     )
     return list(conn.execute(query).mappings())
@@ -188,5 +198,5 @@ def delivery_fingerprint(
 ) -> RowMapping | None:
     """The whole current row of one delivery (a subscription compares it to see a change)."""
     return conn.execute(
-        select(deliveries).where(d.generation == generation, d.delivery_id == delivery_id)
+        select(deliveries).where(d.generation == generation, _equals(d.delivery_id, delivery_id))
     ).mappings().first()

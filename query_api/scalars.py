@@ -7,6 +7,7 @@ masking: a client sending ``lastEventFrom: "yesterday"`` learns why it failed.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any, NewType
@@ -29,14 +30,17 @@ def parse_datetime(value: object) -> datetime:
     if not isinstance(value, str):
         raise UserInputError("DateTime must be an ISO-8601 string with an offset")
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        parsed = datetime.fromisoformat(value.strip().upper())  # RFC 3339 allows "t" and "z"
     except ValueError:
         raise UserInputError(f"DateTime {value[:64]!r} is not ISO-8601") from None
     if parsed.tzinfo is None:
         raise UserInputError(
             f"DateTime {value[:64]!r} has no offset; add one, e.g. 'Z' or '+09:00'"
         )
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise UserInputError(f"DateTime {value[:64]!r} is out of range in UTC") from None
 
 
 def serialize_date(value: date) -> str:
@@ -47,7 +51,7 @@ def parse_date(value: object) -> date:
     if not isinstance(value, str):
         raise UserInputError("Date must be a string YYYY-MM-DD")
     try:
-        if len(value) != 10:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             raise ValueError(value)
         return date.fromisoformat(value)
     except ValueError:

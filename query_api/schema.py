@@ -59,6 +59,7 @@ class Query:
         spec = filter.to_spec() if filter else DeliveryFilterSpec()
         key = parse_delivery_cursor(after) if after else None
         session = info.context.session
+        session.spend(first)
         rows, has_next = await session.run(reads.delivery_page, spec, first, key)
         edges = []
         for row in rows:
@@ -90,6 +91,7 @@ class Query:
         check_range(from_, to)
         tz = info.context.services.settings.business_tz
         low, high = utc_bounds(from_, to, tz)
+        info.context.session.spend((to - from_).days + 1)
         rows = await info.context.session.run(reads.rider_deliveries, str(rider_id), low, high)
         return [
             RiderDailyStats(

@@ -26,7 +26,7 @@ from strawberry.dataloader import DataLoader
 
 from query_api import reads
 from query_api.cursors import parse_event_cursor
-from query_api.errors import DatabaseUnavailable
+from query_api.errors import DatabaseUnavailable, UserInputError
 from schema.db import SchemaError, active_generation
 
 log = logging.getLogger(__name__)
@@ -36,14 +36,31 @@ HistoryKey = tuple[str, int, "str | None"]  # delivery id, first, after
 
 
 class ReadSession:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, max_nodes: int = 100_000) -> None:
         self._engine = engine
+        self.max_nodes = max_nodes
+        self._nodes = 0
         self._generation: int | None = None
         self._generation_lock = asyncio.Lock()
         self._conn: Connection | None = None
         self._conn_lock = anyio.Lock()  # one statement at a time on the one connection
         self.deliveries = DataLoader[str, "RowMapping | None"](load_fn=self._load_deliveries)
         self.histories = DataLoader[HistoryKey, reads.HistoryPage](load_fn=self._load_histories)
+
+    def spend(self, nodes: int) -> None:
+        """Count results asked for before reading them; too many ends the operation.
+
+        Depth, alias and token limits all pass 30 aliases of
+        ``deliveries(first: 500) { history(first: 500) }``: millions of events. The
+        budget is charged with what each statement may return (``first`` times the
+        deliveries it serves) before it runs, so such a query stops early and cheaply.
+        """
+        self._nodes += nodes
+        if self._nodes > self.max_nodes:
+            raise UserInputError(
+                f"the query asks for more than {self.max_nodes} results;"
+                " ask for smaller pages (`first`) or fewer aliases"
+            )
 
     async def generation(self) -> int:
         async with self._generation_lock:
@@ -118,6 +135,7 @@ class ReadSession:
                 ids.append(delivery_id)
         pages: dict[HistoryKey, reads.HistoryPage] = {}
         for (first, after), ids in groups.items():
+            self.spend(len(ids) * first)
             key = None if after is None else parse_event_cursor(after)
             found = await self.run(reads.histories, ids, first, key)
             for delivery_id, page in found.items():

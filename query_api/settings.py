@@ -42,6 +42,9 @@ class Settings:
     max_aliases: int = 30
     max_tokens: int = 2000
     max_body_bytes: int = 64 * 1024
+    #: Most result nodes a query may ask for (`first` of each connection multiplied
+    #: down the tree, summed over aliases; a `first` from a variable counts as 500).
+    max_nodes: int = 100_000
     #: Bounded caches of parsed and validated documents.
     document_cache_size: int = 256
     #: How often a subscription re-reads its delivery on SQLite (no LISTEN/NOTIFY there).
@@ -71,6 +74,7 @@ class Settings:
             max_aliases=_int(env, "QUERY_API_MAX_ALIASES", d.max_aliases),
             max_tokens=_int(env, "QUERY_API_MAX_TOKENS", d.max_tokens),
             max_body_bytes=_int(env, "QUERY_API_MAX_BODY_BYTES", d.max_body_bytes),
+            max_nodes=_int(env, "QUERY_API_MAX_NODES", d.max_nodes),
         )
         settings.validate()
         return settings
@@ -88,7 +92,7 @@ class Settings:
             )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not between 0 and 65535")
-        for name in ("max_depth", "max_aliases", "max_tokens", "max_body_bytes"):
+        for name in ("max_depth", "max_aliases", "max_tokens", "max_body_bytes", "max_nodes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"QUERY_API_{name.upper()} must be at least 1")
         if any(not t or any(c.isspace() for c in t) for t in self.tokens):

@@ -352,3 +352,32 @@ def test_a_bad_date_is_a_readable_error(read_model: ReadModel, bad: str) -> None
     result = query(read_model, "sqlite", "api_happy.jsonl", STATS,
                    {"r": "R-7", "from": bad, "to": "2026-11-25"})
     assert any("is not YYYY-MM-DD" in m for m in error_messages(result))
+
+
+def test_ids_no_row_can_hold_are_null_or_empty_not_errors(read_model: ReadModel,
+                                                          backend: str) -> None:
+    """A NUL cannot be stored (PostgreSQL text refuses it): such an id was never seen."""
+    result = query(read_model, backend, "api_happy.jsonl", """
+      query($id: ID!) { delivery(id: $id) { id }
+        deliveries(filter: {riderId: $id, shopId: $id, orderId: "O\\u0000"}) { totalCount }
+        riderDailyStats(riderId: $id, from: "2026-11-25", to: "2026-11-25") { assigned } }""",
+                   {"id": "D-1001\x00"})
+    assert data_of(result) == {"delivery": None, "deliveries": {"totalCount": 0},
+                               "riderDailyStats": [{"assigned": 0}]}
+
+
+def test_datetime_input_reads_lower_case_and_refuses_out_of_range_clearly(
+        read_model: ReadModel, backend: str) -> None:
+    q = "query($t: DateTime!) { deliveries(filter: {lastEventFrom: $t}) { totalCount } }"
+    upper = query(read_model, backend, "api_happy.jsonl", q, {"t": "2026-11-25T02:00:00Z"})
+    lower = query(read_model, backend, "api_happy.jsonl", q, {"t": "2026-11-25t02:00:00z"})
+    assert data_of(lower) == data_of(upper)
+    for value in ("0001-01-01T00:00:00+09:00", "9999-12-31T23:59:59-05:00"):
+        messages = error_messages(query(read_model, backend, "api_happy.jsonl", q, {"t": value}))
+        assert any("out of range" in m for m in messages), messages
+
+
+def test_a_date_must_be_written_yyyy_mm_dd(read_model: ReadModel, backend: str) -> None:
+    result = query(read_model, backend, "api_happy.jsonl",
+                   '{ riderDailyStats(riderId: "R-1", from: "2026-W01-1", to: "2026-W01-2") { date } }')
+    assert any("YYYY-MM-DD" in m for m in error_messages(result))

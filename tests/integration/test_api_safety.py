@@ -356,3 +356,30 @@ def test_metrics_count_operations_by_name(client: TestClient) -> None:
     assert 'query_api_graphql_operation_duration_seconds_count{operation="BackOfficeList"' in text_
     assert 'projection_lag_messages{partition="0"' in text_
     assert 'query_api_http_requests_total{method="POST",path="/graphql",status="200"}' in text_
+
+
+
+def test_a_query_asking_for_millions_of_results_is_refused_before_it_runs(
+        tmp_path: Path) -> None:
+    """Within the depth, alias and token limits, 30 x 500 x 500 events is still too much."""
+    from projector.simulate import SimulationConfig, simulate
+
+    stream = write_jsonl(tmp_path / "s.jsonl", simulate(SimulationConfig(deliveries=300, seed=2)))
+    url = f"sqlite:///{tmp_path / 'rm.db'}"
+    project(url, stream)
+    big = " ".join(
+        f"a{i}: deliveries(first: 500, filter: {{lastEventFrom: \"2026-11-24T00:{i:02d}:00Z\"}}) "
+        "{ edges { node { history(first: 500) { edges { node { eventId } } } } } }"
+        for i in range(30)
+    )
+    with client_for(settings_for(url, stream)) as client:
+        result = gql(client, "{ " + big + " }")
+        assert result["data"] is None or all(v is None for v in result["data"].values())
+        assert any("more than 100000 results" in m for m in error_messages(result))
+        # Through a variable and a fragment, too.
+        q = """query($n: Int) { deliveries(first: $n) { edges { node { ...H } } } }
+               fragment H on Delivery { history(first: 500) { edges { node { eventId } } } }"""
+        assert any("more than" in m for m in error_messages(gql(client, q, {"n": 500})))
+        # The back office's usual page passes.
+        usual = "{ deliveries(first: 50) { edges { node { id history { totalCount } } } } }"
+        assert len(data_of(gql(client, usual))["deliveries"]["edges"]) == 50

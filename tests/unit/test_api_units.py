@@ -135,8 +135,8 @@ def test_nesting_depth_ignores_brackets_in_strings_and_comments() -> None:
 def test_tokens_compare_whole_values() -> None:
     tokens = ("alpha", "beta")
     assert token_ok("Bearer alpha", tokens) and token_ok("bearer beta", tokens)
-    assert token_ok("alpha", tokens)
-    for bad in (None, "", "Bearer ", "Bearer alph", "Bearer alphaa", "Bearer gamma", "Basic alpha"):
+    for bad in (None, "", "alpha", "Bearer ", "Bearer alph", "Bearer alphaa", "Bearer gamma",
+                "Basic alpha"):
         assert not token_ok(bad, tokens), bad
 
 
