@@ -116,7 +116,7 @@ class ProjectionCollector(Collector):
             end = None if ends is None else ends.get((p.topic, p.partition))
             if end is not None:
                 end_g.add_metric(key, end)
-                lag_g.add_metric(key, max(end - p.next_offset, 0))
+                lag_g.add_metric(key, end - p.next_offset)
         yield next_g
         yield end_g
         yield lag_g

@@ -77,7 +77,8 @@ def status_document(
                 "partition": p.partition,
                 "nextOffset": p.next_offset,
                 "endOffset": end,
-                "lag": None if end is None else max(end - p.next_offset, 0),
+                # As the contract defines it; negative would mean the source shrank.
+                "lag": None if end is None else end - p.next_offset,
             }
         )
     return {

@@ -161,14 +161,10 @@ class FileSource:
             raise SourceUnavailable(f"cannot read {self.path}: {exc.strerror}") from exc
 
     def _end_offset(self) -> int:
-        """The offset after the last message: trailing white-space lines are no messages,
-        so counting them would leave a projection forever one short of "caught up"."""
-        end = 0
+        """The number of lines: white-space lines keep their numbers, trailing ones too
+        (the projector steps over offsets without messages, as over Kafka's markers)."""
         with self._open() as fh:
-            for offset, line in enumerate(fh):
-                if line.strip():
-                    end = offset + 1
-        return end
+            return sum(1 for _ in fh)
 
     def _reopen(self) -> None:
         self.close()

@@ -82,18 +82,20 @@ def test_white_space_lines_are_skipped_but_keep_their_number(tmp_path: Path) -> 
     assert source.end_offsets([source.tp]) == {source.tp: 6}
 
 
-def test_trailing_white_space_lines_are_not_messages_to_wait_for(tmp_path: Path) -> None:
-    """The end offset is the offset after the last message; trailing blank lines would
-    otherwise leave `run --until-caught-up` waiting forever for offsets never delivered."""
+def test_trailing_white_space_lines_keep_their_numbers_and_the_position_passes_them(
+        tmp_path: Path) -> None:
+    """The end offset counts every line; the source's position steps over blank ones, so
+    the projector can move its stored offset to the end (as over Kafka's markers)."""
     path = tmp_path / "e.jsonl"
     path.write_bytes(b'{"a":0}\n{"a":1}\n\n  \n')
     source = opened(path)
     assert [m.offset for m in poll_all(source)] == [0, 1]
-    assert source.end_offsets([source.tp]) == {source.tp: 2}
+    assert source.end_offsets([source.tp]) == {source.tp: 4}
+    assert source.position(source.tp) == 4
     blank = tmp_path / "blank.jsonl"
     blank.write_bytes(b"\n \n")
     assert FileSource(str(blank)).end_offsets([FileSource(str(blank)).tp]) == {
-        FileSource(str(blank)).tp: 0
+        FileSource(str(blank)).tp: 2
     }
 
 

@@ -587,4 +587,4 @@ def test_file_to_sqlite_end_to_end(tmp_path: Path, sqlite_url: str, sql_store: S
     assert proj.totals.refolded >= 1
     with sql_store.engine.connect() as conn:
         stored = conn.execute(select(projection_offsets.c.next_offset)).scalar()
-    assert stored == 11  # after the last message; the trailing blank line is no message
+    assert stored == 12  # every line, the trailing blank one too: it keeps its number
