@@ -8,17 +8,21 @@ which differs only in its extensions (introspection off in production, limits).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, Callable
 from datetime import date
 from typing import Annotated
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
+from strawberry.utils.logging import StrawberryLogger
 
 from query_api import reads
 from query_api.context import Context
 from query_api.cursors import DeliveryKey, delivery_cursor, parse_delivery_cursor
+from query_api.errors import QueryApiError
 from query_api.extensions import extensions_for
 from query_api.reads import DeliveryFilterSpec
 from query_api.scalars import SCALARS
@@ -37,6 +41,8 @@ from query_api.types import (
 )
 
 CtxInfo = Info[Context, None]
+
+client_errors = logging.getLogger("query_api.client_errors")
 
 
 @strawberry.type
@@ -125,12 +131,30 @@ def build_schema(
     observe: Callable[[str, str, str, float], None] | None = None,
 ) -> strawberry.Schema:
     """The schema with the extensions ``settings`` ask for; ``observe`` receives metrics."""
-    return strawberry.Schema(
+    return _Schema(
         query=Query,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALARS),
         extensions=extensions_for(settings or Settings(), observe),
     )
+
+
+class _Schema(strawberry.Schema):
+    """Logs what clients got wrong in one line, and only real failures with a traceback.
+
+    Strawberry logs every error at ERROR with its stack, so a client sending a bad
+    `first` in a loop would flood the log.
+    """
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            original = error.original_error
+            if original is None or isinstance(original, (QueryApiError, GraphQLError)):
+                client_errors.info("client error: %s", error.message)
+            else:
+                StrawberryLogger.error(error, execution_context)
 
 
 schema = build_schema()

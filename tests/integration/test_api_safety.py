@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable
@@ -383,3 +384,14 @@ def test_a_query_asking_for_millions_of_results_is_refused_before_it_runs(
         # The back office's usual page passes.
         usual = "{ deliveries(first: 50) { edges { node { id history { totalCount } } } } }"
         assert len(data_of(gql(client, usual))["deliveries"]["edges"]) == 50
+
+
+def test_client_errors_are_logged_in_one_line_not_as_failures(
+        client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    for _ in range(3):
+        error_messages(gql(client, "{ deliveries(first: 0) { totalCount } }"))
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage()[:200] for r in errors]
+    infos = [r for r in caplog.records if r.name == "query_api.client_errors"]
+    assert len(infos) == 3 and all(r.exc_info is None for r in infos)
