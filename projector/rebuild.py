@@ -33,7 +33,7 @@ from projector.settings import Settings
 from projector.sources import open_source
 from projector.sources.base import EventSource, TopicPartition
 from projector.spec import OffsetSpec, parse_spec, resolve
-from projector.store import SqlStore
+from projector.store import SqlStore, deliveries_since
 from schema.db import make_engine
 from schema.tables import deliveries, delivery_events
 
@@ -373,20 +373,7 @@ def _diff(
         ahead = {tp: at for tp, at in scratch_at.items() if live_now.get(tp, at) > at}
         if ahead and not final:
             return None
-        moved: set[str] = set()
-        for tp, at in ahead.items():
-            moved.update(
-                conn.execute(
-                    select(delivery_events.c.delivery_id)
-                    .distinct()
-                    .where(
-                        delivery_events.c.generation == live,
-                        delivery_events.c.topic == tp.topic,
-                        delivery_events.c.partition == tp.partition,
-                        delivery_events.c.offset >= at,
-                    )
-                ).scalars()
-            )
+        moved = deliveries_since(conn, live, ahead)
         found: list[str] = []
         count = 0
 

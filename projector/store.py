@@ -146,15 +146,17 @@ class SqlStore:
             return Claim(epoch, int(row.next_offset))
 
     def offsets(self, generation: int) -> dict[TopicPartition, int]:
+        """Where each partition of a generation reads next."""
+        return self._per_partition(generation, projection_offsets.c.next_offset)
+
+    def _per_partition(self, generation: int, column: Any) -> dict[TopicPartition, int]:
         with self._connect() as conn:
             rows = conn.execute(
-                select(
-                    projection_offsets.c.topic,
-                    projection_offsets.c.partition,
-                    projection_offsets.c.next_offset,
-                ).where(projection_offsets.c.generation == generation)
+                select(projection_offsets.c.topic, projection_offsets.c.partition, column).where(
+                    projection_offsets.c.generation == generation
+                )
             ).all()
-        return {TopicPartition(r.topic, r.partition): int(r.next_offset) for r in rows}
+        return {TopicPartition(r[0], r[1]): int(r[2]) for r in rows}
 
     def advance(
         self,
@@ -511,22 +513,8 @@ class SqlStore:
         self, generation: int, starts: Mapping[TopicPartition, int]
     ) -> set[str]:
         """Deliveries with a history row at or after ``starts`` (per partition)."""
-        out: set[str] = set()
         with self._connect() as conn:
-            for tp, start in starts.items():
-                out.update(
-                    conn.execute(
-                        select(delivery_events.c.delivery_id)
-                        .distinct()
-                        .where(
-                            delivery_events.c.generation == generation,
-                            delivery_events.c.topic == tp.topic,
-                            delivery_events.c.partition == tp.partition,
-                            delivery_events.c.offset >= start,
-                        )
-                    ).scalars()
-                )
-        return out
+            return deliveries_since(conn, generation, starts)
 
     def deliveries_without_row(self, generation: int) -> set[str]:
         """Deliveries that have history but no current row (a lost row)."""
@@ -549,15 +537,7 @@ class SqlStore:
 
     def epochs(self, generation: int) -> dict[TopicPartition, int]:
         """The current owner epoch of each partition of a generation."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                select(
-                    projection_offsets.c.topic,
-                    projection_offsets.c.partition,
-                    projection_offsets.c.owner_epoch,
-                ).where(projection_offsets.c.generation == generation)
-            ).all()
-        return {TopicPartition(r.topic, r.partition): int(r.owner_epoch) for r in rows}
+        return self._per_partition(generation, projection_offsets.c.owner_epoch)
 
     # -- plumbing ---------------------------------------------------------------
     def _insert(self, table: Any) -> Any:
@@ -645,6 +625,27 @@ def _history_row(
         offset=message.offset,
         applied_at=applied_at,
     )
+
+
+def deliveries_since(
+    conn: Connection, generation: int, starts: Mapping[TopicPartition, int]
+) -> set[str]:
+    """Deliveries with a history row at or after ``starts`` (per partition)."""
+    out: set[str] = set()
+    for tp, start in starts.items():
+        out.update(
+            conn.execute(
+                select(delivery_events.c.delivery_id)
+                .distinct()
+                .where(
+                    delivery_events.c.generation == generation,
+                    delivery_events.c.topic == tp.topic,
+                    delivery_events.c.partition == tp.partition,
+                    delivery_events.c.offset >= start,
+                )
+            ).scalars()
+        )
+    return out
 
 
 def row_to_db(generation: int, row: DeliveryRow) -> dict[str, Any]:
