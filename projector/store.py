@@ -266,6 +266,7 @@ class SqlStore:
         """Apply a dead letter that now parses, and mark it replayed, in one transaction."""
         result = BatchResult(messages=1)
         with self._begin() as conn:
+            self._check_generation(conn, generation, "active")  # not into a retired one
             self._apply_events(conn, generation, [(event, message)], result, notify=True)
             conn.execute(
                 update(dead_letters)

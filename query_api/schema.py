@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Callable
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, Info
+from strawberry.types.graphql import OperationType
 from strawberry.utils.logging import StrawberryLogger
 
 from query_api import reads
@@ -145,6 +146,14 @@ class _Schema(strawberry.Schema):
     Strawberry logs every error at ERROR with its stack, so a client sending a bad
     `first` in a loop would flood the log.
     """
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        """Plain HTTP runs queries only: a subscription gets a 400 that says so, not a
+        masked null (subscriptions are served over a WebSocket, graphql-transport-ws)."""
+        allowed = kwargs.get("allowed_operation_types")
+        if allowed is not None:
+            kwargs["allowed_operation_types"] = set(allowed) - {OperationType.SUBSCRIPTION}
+        return await super().execute(*args, **kwargs)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

@@ -395,3 +395,10 @@ def test_client_errors_are_logged_in_one_line_not_as_failures(
     assert errors == [], [r.getMessage()[:200] for r in errors]
     infos = [r for r in caplog.records if r.name == "query_api.client_errors"]
     assert len(infos) == 3 and all(r.exc_info is None for r in infos)
+
+
+def test_a_subscription_over_plain_http_is_told_to_use_a_websocket(client: TestClient) -> None:
+    response = client.post("/graphql", json={
+        "query": 'subscription { deliveryUpdated(id: "D-1001") { id } }'})
+    assert response.status_code == 400
+    assert "subscriptions are not allowed" in response.text
