@@ -137,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if refusal:
             raise ConfigError(refusal)
         generation = check_database(settings)
+        check_address(settings.host, settings.port)
     except QueryApiError as exc:
         print(f"query-api: error: {exc}", file=sys.stderr)
         return 1
@@ -170,3 +171,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def check_address(host: str, port: int) -> None:
+    """Fail with the reason (address in use, not ours) before uvicorn hides it in its exit code."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None

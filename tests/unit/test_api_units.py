@@ -209,3 +209,21 @@ def test_query_api_never_imports_the_projector() -> None:
     assert len(sources) > 10
     for path in sources:
         assert not re.search(r"^\s*(from|import)\s+projector\b", path.read_text(), re.M), path
+
+
+def test_cli_says_why_it_cannot_listen(tmp_path: Path) -> None:
+    import socket
+
+    from schema.db import make_engine, migrate
+
+    url = f"sqlite:///{tmp_path / 'rm.db'}"
+    migrate(make_engine(url))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = _run_cli("--port", str(port), env={"DATABASE_URL": url})
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1
+    assert lines[-1] == f"query-api: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert "Traceback" not in proc.stderr
