@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from schema.db import make_engine, migrate
-from tests.helpers import make_event, unique
+from tests.helpers import make_event, unique, wait_until
 
 
 def _require(name: str) -> str:
@@ -97,8 +97,27 @@ def topic_factory(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
         return name
 
     yield factory
+    admin.close()
+    if created:
+        _delete_topics(kafka_bootstrap, created)
+
+
+def _delete_topics(bootstrap: str, topics: list[str]) -> None:
+    """Delete with a fresh client: a test may have stopped and restarted the broker, which
+    leaves an older client backing off its connection for a while."""
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaConnectionError, NodeNotReadyError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+
+    def deleted() -> bool:
+        try:
+            admin.delete_topics(topics)
+            return True
+        except (NodeNotReadyError, KafkaConnectionError):
+            return False
+
     try:
-        if created:
-            admin.delete_topics(created)
+        wait_until(deleted, timeout=30, interval=0.5, message=f"deleting topics {topics}")
     finally:
         admin.close()
