@@ -296,3 +296,19 @@ def test_transactional_producers_aborted_events_are_ignored_and_markers_do_not_s
     assert set(_history(db_url)) == {"t1", "t3"}
     status = json.loads(run_projector(["status", "--json"], env).stdout)
     assert status["partitions"][0]["lag"] == 0
+
+
+def test_simulate_writes_the_same_stream_to_kafka_as_to_a_file(
+    sqlite_url: str, kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Any
+) -> None:
+    topic = topic_factory(3)
+    env = _env(sqlite_url, kafka_bootstrap, topic)
+    out = run_projector(["simulate", "--deliveries", "40", "--seed", "6"], env)
+    assert f"to {topic} at {kafka_bootstrap}" in out.stdout
+    run_projector(["simulate", "--deliveries", "40", "--seed", "6", "--out",
+                   str(tmp_path / "s.jsonl")], env)
+    lines = (tmp_path / "s.jsonl").read_bytes().splitlines()
+    run_projector(["migrate"], env)
+    run_projector(["run", "--until-caught-up"], env)
+    assert table_rows(sqlite_url) == expected_rows(lines)
+    assert sum(_offsets(sqlite_url).values()) == len(lines)  # keyed by delivery id, all of them
