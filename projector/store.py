@@ -170,17 +170,27 @@ class SqlStore:
         """Move a claimed partition's offset forward over offsets without messages."""
         with self._begin() as conn:
             self._check_generation(conn, generation, require_status)
-            moved = conn.execute(
-                update(projection_offsets)
-                .where(
-                    self._offset_key(generation, tp),
-                    projection_offsets.c.owner_epoch == claim.epoch,
-                    projection_offsets.c.next_offset == claim.next_offset,
-                )
-                .values(next_offset=offset, updated_at=now())
-            ).rowcount
-            if moved != 1:
-                raise Fenced(f"{tp.topic}:{tp.partition} is owned by another consumer now")
+            self._move(conn, generation, tp, claim, offset)
+
+    def _move(
+        self, conn: Connection, generation: int, tp: TopicPartition, claim: Claim, offset: int
+    ) -> None:
+        """Set a claimed partition's next offset, only if ``claim`` still holds it exactly.
+
+        The update also locks the offset row until the transaction ends; a claim whose
+        epoch or offset moved on (another consumer took over) raises ``Fenced``.
+        """
+        moved = conn.execute(
+            update(projection_offsets)
+            .where(
+                self._offset_key(generation, tp),
+                projection_offsets.c.owner_epoch == claim.epoch,
+                projection_offsets.c.next_offset == claim.next_offset,
+            )
+            .values(next_offset=offset, updated_at=now())
+        ).rowcount
+        if moved != 1:
+            raise Fenced(f"{tp.topic}:{tp.partition} is owned by another consumer now")
 
     def set_offsets(self, generation: int, offsets: Mapping[TopicPartition, int]) -> None:
         """Set where a generation reads next (a rebuild's start); bumps every epoch."""
@@ -230,20 +240,9 @@ class SqlStore:
             self._check_generation(conn, generation, require_status)
             # Fence first: this also locks the partitions' offset rows for the transaction.
             for tp in sorted(by_tp):
-                claim = claims[tp]
-                last = by_tp[tp][-1].offset
-                moved = conn.execute(
-                    update(projection_offsets)
-                    .where(
-                        self._offset_key(generation, tp),
-                        projection_offsets.c.owner_epoch == claim.epoch,
-                        projection_offsets.c.next_offset == claim.next_offset,
-                    )
-                    .values(next_offset=last + 1, updated_at=now())
-                ).rowcount
-                if moved != 1:
-                    raise Fenced(f"{tp.topic}:{tp.partition} is owned by another consumer now")
-                result.next_offsets[tp] = last + 1
+                next_offset = by_tp[tp][-1].offset + 1
+                self._move(conn, generation, tp, claims[tp], next_offset)
+                result.next_offsets[tp] = next_offset
 
             events: list[tuple[Event, SourceMessage]] = []
             for message in messages:

@@ -23,8 +23,7 @@ from strawberry.utils.logging import StrawberryLogger
 from query_api import reads
 from query_api.context import Context
 from query_api.cursors import DeliveryKey, delivery_cursor, parse_delivery_cursor
-from query_api.errors import QueryApiError
-from query_api.extensions import extensions_for
+from query_api.extensions import extensions_for, should_mask
 from query_api.reads import DeliveryFilterSpec
 from query_api.scalars import SCALARS
 from query_api.settings import Settings
@@ -159,8 +158,7 @@ class _Schema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         for error in errors:
-            original = error.original_error
-            if original is None or isinstance(original, (QueryApiError, GraphQLError)):
+            if not should_mask(error):  # worded for clients: their mistake, not ours
                 client_errors.info("client error: %s", error.message)
             else:
                 StrawberryLogger.error(error, execution_context)
