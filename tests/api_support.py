@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import socket
 import threading
@@ -18,13 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from query_api.app import create_app
 from query_api.settings import Settings
-from tests.helpers import ROOT, projector_env, run_projector, unique, wait_until
+from tests.helpers import ROOT, create_pg_database, projector_env, run_projector, wait_until
 
 STREAMS = ROOT / "tests" / "streams"
 BACKENDS = ("sqlite", "postgresql")
@@ -34,26 +31,6 @@ def project(db_url: str, stream: Path) -> None:
     env = projector_env(db_url, source=str(stream))
     run_projector(["migrate"], env)
     run_projector(["run", "--until-caught-up"], env)
-
-
-def create_pg_database() -> tuple[str, Callable[[], None]]:
-    base = os.environ.get("TEST_DATABASE_URL")
-    if not base:
-        pytest.fail("TEST_DATABASE_URL is not set: run scripts/services up and "
-                    'eval "$(scripts/services env)"', pytrace=False)
-    admin_url = os.environ.get("TEST_DATABASE_ADMIN_URL") or base
-    name = unique("qa").replace("-", "_")
-    owner = make_url(base).username
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else "")))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(base).set(database=name).render_as_string(hide_password=False), drop
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from schema.db import make_engine, migrate
-from tests.helpers import make_event, unique, wait_until
+from tests.helpers import create_pg_database, make_event, unique, wait_until
 
 
 def _require(name: str) -> str:
@@ -39,20 +37,11 @@ def event_factory() -> Callable[..., dict]:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for this test; dropped afterwards."""
-    base = _require("TEST_DATABASE_URL")
-    admin_url = os.environ.get("TEST_DATABASE_ADMIN_URL") or base
-    name = unique("t").replace("-", "_")
-    owner = make_url(base).username
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else "")))
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    url, drop = create_pg_database()
     try:
         yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop()
 
 
 @pytest.fixture

@@ -14,13 +14,15 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
 
 from projector.fold import fold
 from projector.store import row_to_db
 from schema.db import make_engine
 from schema.events import Event, EventParseError, parse_message
-from schema.tables import deliveries, delivery_events
+from schema.tables import deliveries, delivery_events, projection_offsets
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +115,43 @@ def table_rows(db_url: str, generation: int | None = None) -> dict[str, dict[str
             return {r.delivery_id: dict(r._mapping) for r in conn.execute(query)}
     finally:
         engine.dispose()
+
+
+def stored_offsets(db_url: str, generation: int | None = None) -> dict[tuple[str, int], int]:
+    """Where the read model reads next: (topic, partition) -> next offset."""
+    engine = make_engine(db_url, writer=False)
+    try:
+        with engine.connect() as conn:
+            query = select(projection_offsets)
+            if generation is not None:
+                query = query.where(projection_offsets.c.generation == generation)
+            return {(r.topic, r.partition): int(r.next_offset) for r in conn.execute(query)}
+    finally:
+        engine.dispose()
+
+
+def create_pg_database() -> tuple[str, Callable[[], None]]:
+    """A fresh, empty PostgreSQL database owned by the test user; returns (url, drop)."""
+    base = os.environ.get("TEST_DATABASE_URL")
+    if not base:
+        pytest.fail(
+            "TEST_DATABASE_URL is not set: run the tests with scripts/test, which starts "
+            "Kafka and PostgreSQL (scripts/services up)",
+            pytrace=False,
+        )
+    admin_url = os.environ.get("TEST_DATABASE_ADMIN_URL") or base
+    name = unique("t").replace("-", "_")
+    owner = make_url(base).username
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else "")))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(base).set(database=name).render_as_string(hide_password=False), drop
 
 
 def history_ids(db_url: str) -> list[str]:

@@ -15,8 +15,16 @@ from projector.produce import produce
 from projector.settings import Settings
 from projector.simulate import SimulationConfig, encode, simulate
 from schema.db import make_engine
-from schema.tables import deliveries, delivery_events, generations, projection_offsets
-from tests.helpers import ROOT, expected_rows, projector_env, table_rows, unique, wait_until
+from schema.tables import deliveries, delivery_events, generations
+from tests.helpers import (
+    ROOT,
+    expected_rows,
+    projector_env,
+    stored_offsets,
+    table_rows,
+    unique,
+    wait_until,
+)
 
 BAD = (b"D-bad", b"{not json")
 
@@ -71,13 +79,8 @@ def active(db_url: str) -> int:
 
 
 def offsets(db_url: str, generation: int) -> dict[int, int]:
-    engine = make_engine(db_url, writer=False)
-    try:
-        with engine.connect() as conn:
-            return {r.partition: r.next_offset for r in conn.execute(
-                select(projection_offsets).where(projection_offsets.c.generation == generation))}
-    finally:
-        engine.dispose()
+    """partition -> next offset of one generation (the stream has one topic)."""
+    return {p: n for (_, p), n in stored_offsets(db_url, generation).items()}
 
 
 def row_counts_by_generation(db_url: str) -> dict[int, int]:

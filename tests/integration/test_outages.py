@@ -26,6 +26,7 @@ from tests.helpers import (
     expected_rows,
     projector_env,
     run_projector,
+    stored_offsets,
     table_rows,
     unique,
     wait_until,
@@ -109,17 +110,7 @@ class Relay:
 
 
 def _offsets_total(db_url: str) -> int:
-    from sqlalchemy import func, select
-
-    from schema.db import make_engine
-    from schema.tables import projection_offsets
-
-    engine = make_engine(db_url, writer=False)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(select(func.coalesce(func.sum(projection_offsets.c.next_offset), 0))).scalar_one())
-    finally:
-        engine.dispose()
+    return sum(stored_offsets(db_url).values())
 
 
 def test_the_database_going_away_mid_stream_loses_and_skips_nothing(

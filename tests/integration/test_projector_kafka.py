@@ -27,6 +27,7 @@ from tests.helpers import (
     expected_rows,
     projector_env,
     run_projector,
+    stored_offsets,
     table_rows,
     unique,
     wait_until,
@@ -69,16 +70,6 @@ def _history(db_url: str) -> dict[str, dict[str, Any]]:
         engine.dispose()
 
 
-def _offsets(db_url: str) -> dict[tuple[str, int], int]:
-    engine = make_engine(db_url, writer=False)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(select(projection_offsets)).all()
-        return {(r.topic, r.partition): r.next_offset for r in rows}
-    finally:
-        engine.dispose()
-
-
 def _owners(db_url: str) -> set[str]:
     engine = make_engine(db_url, writer=False)
     try:
@@ -114,7 +105,7 @@ def test_simulated_stream_is_projected_exactly_and_redelivery_changes_nothing(
     assert table_rows(db_url) == expected
     history = _history(db_url)
     assert set(history) == _expected_history_ids(messages)
-    assert sum(_offsets(db_url).values()) == len(messages)
+    assert sum(stored_offsets(db_url).values()) == len(messages)
 
     status = json.loads(run_projector(["status", "--json"], env).stdout)
     assert status["eventsApplied"] == len(history)
@@ -127,7 +118,7 @@ def test_simulated_stream_is_projected_exactly_and_redelivery_changes_nothing(
     run_projector(["run", "--until-caught-up"], env)
     assert table_rows(db_url) == expected
     assert _history(db_url) == history
-    assert sum(_offsets(db_url).values()) == 2 * len(messages)
+    assert sum(stored_offsets(db_url).values()) == 2 * len(messages)
 
 
 POISON: list[tuple[str, bytes | None, bytes | None]] = [
@@ -197,7 +188,7 @@ def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
     for target in (len(messages) // 5, len(messages) // 2, (len(messages) * 4) // 5):
         proc = _start(env)
         try:
-            wait_until(lambda p=proc, t=target: sum(_offsets(db_url).values()) >= t  # type: ignore[misc]
+            wait_until(lambda p=proc, t=target: sum(stored_offsets(db_url).values()) >= t  # type: ignore[misc]
                        or p.poll() is not None,
                        timeout=120, interval=0.02, message=f"{target} messages projected")
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
@@ -206,7 +197,7 @@ def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
         finally:
             proc.wait(timeout=30)
     assert kills == 3
-    assert sum(_offsets(db_url).values()) < len(messages)  # it really was cut off mid-stream
+    assert sum(stored_offsets(db_url).values()) < len(messages)  # it really was cut off mid-stream
     run_projector(["run", "--until-caught-up"], env)
 
     # An uninterrupted run of the same stream into a fresh SQLite read model.
@@ -217,7 +208,7 @@ def test_sigkill_mid_stream_then_restart_equals_an_uninterrupted_run(
 
     assert table_rows(db_url) == table_rows(clean_url) == expected_rows(v for _, v in messages)
     assert _history(db_url) == _history(clean_url)
-    assert _offsets(db_url) == _offsets(clean_url)
+    assert stored_offsets(db_url) == stored_offsets(clean_url)
 
 
 def test_two_processes_in_one_group_end_with_the_same_tables_as_one(
@@ -235,7 +226,7 @@ def test_two_processes_in_one_group_end_with_the_same_tables_as_one(
         wait_until(lambda: len(_owners(db_url)) == 2 or any(p.poll() is not None for p in procs),
                    timeout=120, interval=0.1, message="two consumers in the group")
         produce(_settings(kafka_bootstrap, topic), messages)
-        wait_until(lambda: sum(_offsets(db_url).values()) >= len(messages)
+        wait_until(lambda: sum(stored_offsets(db_url).values()) >= len(messages)
                    or any(p.poll() is not None for p in procs),
                    timeout=180, interval=0.05, message="both consumers caught up")
         for p in procs:
@@ -311,4 +302,4 @@ def test_simulate_writes_the_same_stream_to_kafka_as_to_a_file(
     run_projector(["migrate"], env)
     run_projector(["run", "--until-caught-up"], env)
     assert table_rows(sqlite_url) == expected_rows(lines)
-    assert sum(_offsets(sqlite_url).values()) == len(lines)  # keyed by delivery id, all of them
+    assert sum(stored_offsets(sqlite_url).values()) == len(lines)  # keyed by delivery id, all of them
