@@ -293,6 +293,9 @@ class Projector:
 
     def _caught_up(self, targets: dict[TopicPartition, int]) -> bool:
         assert self.generation is not None
+        # A partition we hold is known here: while one is behind, skip the query.
+        if any(c.next_offset < targets.get(tp, 0) for tp, c in self.claims.items()):
+            return False
         stored = self._retry(lambda: self.store.offsets(self.generation or 0))
         return all(stored.get(tp, 0) >= end for tp, end in targets.items() if end > 0)
 
