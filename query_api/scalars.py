@@ -1,4 +1,5 @@
-"""The contract's scalars: ``DateTime`` (always UTC with an offset), ``Date``, ``JSON``.
+"""The contract's scalars: ``DateTime`` (always UTC with an offset), ``Date``, ``JSON``,
+``Long`` (a 64-bit signed integer: sequences, offsets, lag and counts).
 
 Input parse errors raise ``UserInputError`` so that their message survives error
 masking: a client sending ``lastEventFrom: "yesterday"`` learns why it failed.
@@ -18,6 +19,10 @@ from strawberry.types.scalar import ScalarDefinition
 from query_api.errors import UserInputError
 
 JSON = NewType("JSON", object)
+Long = NewType("Long", int)
+
+LONG_MIN = -(2**63)
+LONG_MAX = 2**63 - 1
 
 
 def serialize_datetime(value: datetime) -> str:
@@ -68,6 +73,22 @@ def parse_json(value: object) -> object:
     return value
 
 
+def serialize_long(value: int) -> int:
+    number = int(value)
+    if not LONG_MIN <= number <= LONG_MAX:
+        raise ValueError(f"Long cannot represent {number}: outside the 64-bit signed range")
+    return number
+
+
+def parse_long(value: object) -> int:
+    # bool is an int in Python; GraphQL has no such coercion.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserInputError(f"Long must be an integer, not {value!r:.64}")
+    if not LONG_MIN <= value <= LONG_MAX:
+        raise UserInputError(f"Long {value} is outside the 64-bit signed range")
+    return value
+
+
 SCALARS: Mapping[object, ScalarDefinition] = {
     datetime: strawberry.scalar(
         name="DateTime",
@@ -86,6 +107,15 @@ SCALARS: Mapping[object, ScalarDefinition] = {
         description="Any JSON value (an event's data object)",
         serialize=serialize_json,
         parse_value=parse_json,
+    ),
+    Long: strawberry.scalar(
+        name="Long",
+        description=(
+            "A 64-bit signed integer, serialized as a JSON number"
+            " (exact in JavaScript up to 2^53-1)"
+        ),
+        serialize=serialize_long,
+        parse_value=parse_long,
     ),
 }
 

@@ -8,6 +8,7 @@ import anyio.to_thread
 from sqlalchemy import Connection
 
 from query_api.context import Context
+from query_api.scalars import Long
 from query_api.types import PartitionStatus, ProjectionStatus
 from schema import status as shared
 
@@ -29,15 +30,15 @@ async def projection_status(context: Context) -> ProjectionStatus:
             PartitionStatus(
                 topic=p["topic"],
                 partition=p["partition"],
-                next_offset=p["nextOffset"],
-                end_offset=p["endOffset"],
-                lag=p["lag"],
+                next_offset=Long(p["nextOffset"]),
+                end_offset=None if p["endOffset"] is None else Long(p["endOffset"]),
+                lag=None if p["lag"] is None else Long(p["lag"]),
             )
             for p in doc["partitions"]
         ],
-        events_applied=counts.events_applied,
-        unknown_events=counts.unknown_events,
-        dead_letters=counts.dead_letters,
+        events_applied=Long(counts.events_applied),
+        unknown_events=Long(counts.unknown_events),
+        dead_letters=Long(counts.dead_letters),
         last_event_at=counts.last_event_at,
         generation=generation,
     )

@@ -12,7 +12,7 @@ import strawberry
 from query_api.cursors import EventKey, event_cursor, parse_event_cursor
 from query_api.errors import UserInputError
 from query_api.reads import DeliveryFilterSpec
-from query_api.scalars import JSON, json_value
+from query_api.scalars import JSON, Long, json_value
 from query_api.session import ReadSession
 
 MAX_FIRST = 500
@@ -39,7 +39,7 @@ class DeliveryState(enum.Enum):
 class EventSource:
     topic: str
     partition: int
-    offset: int
+    offset: Long
 
 
 @strawberry.type
@@ -47,7 +47,7 @@ class DeliveryEvent:
     event_id: strawberry.ID
     event_type: str = strawberry.field(description="canonical name; unknown types as received")
     occurred_at: datetime
-    sequence: int | None
+    sequence: Long | None
     data: JSON
     source: EventSource
 
@@ -57,10 +57,10 @@ class DeliveryEvent:
             event_id=strawberry.ID(row["event_id"]),
             event_type=row["event_type"],
             occurred_at=row["occurred_at"],
-            sequence=None if row["sequence"] is None else int(row["sequence"]),
+            sequence=None if row["sequence"] is None else Long(int(row["sequence"])),
             data=json_value(row["data"] if row["data"] is not None else {}),
             source=EventSource(
-                topic=row["topic"], partition=int(row["partition"]), offset=int(row["offset"])
+                topic=row["topic"], partition=int(row["partition"]), offset=Long(int(row["offset"]))
             ),
         )
 
@@ -214,16 +214,18 @@ class RiderDailyStats:
 class PartitionStatus:
     topic: str
     partition: int
-    next_offset: int = strawberry.field(description="the next offset the projection will read")
-    end_offset: int | None = strawberry.field(description="the source's end, when it can be asked")
-    lag: int | None = strawberry.field(description="endOffset - nextOffset")
+    next_offset: Long = strawberry.field(description="the next offset the projection will read")
+    end_offset: Long | None = strawberry.field(
+        description="the source's end, when it can be asked"
+    )
+    lag: Long | None = strawberry.field(description="endOffset - nextOffset")
 
 
 @strawberry.type
 class ProjectionStatus:
     partitions: list[PartitionStatus]
-    events_applied: int
-    unknown_events: int
-    dead_letters: int
+    events_applied: Long
+    unknown_events: Long
+    dead_letters: Long
     last_event_at: datetime | None
     generation: int
