@@ -1,0 +1,1 @@
+"""Benchmarks of the read model: `scripts/bench` runs `python -m benchmarks.run`."""

@@ -1,0 +1,304 @@
+"""One benchmark command for the read model, against the real services.
+
+    scripts/bench [--quick] [--events N] [--seed S] [--keep-logs]
+
+It starts Kafka and PostgreSQL with the script the tests use (``scripts/services
+up``; services already running are reused and left running), then measures, each
+against a baseline in the same run where one exists:
+
+1. projector: a simulated stream of N events in a fresh 3-partition topic, projected
+   from empty into a fresh PostgreSQL database by `projector run --until-caught-up`
+   (wall time, peak RSS); baseline: a bare kafka-python consumer decoding the topic;
+2. rebuild: `projector rebuild --from-offset earliest` of that database;
+3. SQLite: the same N events from a JSON Lines file into a fresh SQLite file, the
+   rate over the first and the last tenth of the stream;
+4. API: `query-api --production` with a token, `delivery(id)` over random ids, 16
+   connections with wrk; baseline: a bare Starlette endpoint (benchmarks/bare_api.py);
+5. freshness: at a steady 1,000 events/s into Kafka with `projector run` following,
+   the time from produce to visible through GraphQL.
+
+Progress goes to stderr; stdout gets a table and, as its last line, one JSON object.
+Every process, database and topic the run creates is removed at the end, also on
+an error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from benchmarks import _api, _freshness, _projector, _services, _stream
+from benchmarks._proc import BenchError, Processes, command, say
+
+FULL_EVENTS = 1_000_000
+QUICK_EVENTS = 25_000
+
+REQUIRED = (
+    "events", "raw_consume_events_per_s", "projector_events_per_s", "projector_vs_raw",
+    "rebuild_events_per_s", "rebuild_seconds", "sqlite_events_per_s_first_tenth",
+    "sqlite_events_per_s_last_tenth", "api_raw_rps", "api_graphql_rps", "api_vs_raw",
+    "api_p99_ms", "freshness_p50_ms", "freshness_p99_ms", "projector_peak_rss_mb",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help=f"small inputs ({QUICK_EVENTS:,} events, short runs)")
+    parser.add_argument("--events", type=int,
+                        help=f"stream size (default {FULL_EVENTS:,}; --quick {QUICK_EVENTS:,})")
+    parser.add_argument("--seed", type=int, default=1, help="simulation seed (1)")
+    parser.add_argument("--api-seconds", type=float,
+                        help="measured seconds per API run (15; --quick 4)")
+    parser.add_argument("--freshness-seconds", type=float,
+                        help="seconds of paced load (20; --quick 5)")
+    parser.add_argument("--step-timeout", type=float,
+                        help="longest any projector step may take (default 120 + events/300 s)")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the processes' logs (always kept after a failure)")
+    return parser
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    events = args.events if args.events is not None else (
+        QUICK_EVENTS if args.quick else FULL_EVENTS)
+    if events < 100:
+        print("bench: error: --events must be at least 100", file=sys.stderr)
+        return 2
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    cleanups: list[tuple[str, Callable[[], None]]] = []
+    failed = True
+    try:
+        results = _run(args, events, log_dir, cleanups)
+        failed = False
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, Interrupted) as exc:
+        print(f"bench: interrupted ({exc or 'SIGINT'}); cleaning up", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("BENCH_DEBUG"):
+            raise
+        print(f"bench: error: unexpected {type(exc).__name__}: {exc} (BENCH_DEBUG=1 shows "
+              "the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        for what, cleanup in reversed(cleanups):
+            try:
+                cleanup()
+            except Exception as exc:  # noqa: BLE001 - clean up the rest, say what was left
+                say(f"clean-up of {what} failed: {exc}")
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if failed or args.keep_logs:
+            say(f"logs kept in {log_dir}")
+        else:
+            shutil.rmtree(log_dir, ignore_errors=True)
+    print_table(results)
+    print(json.dumps(results), flush=True)
+    return 0
+
+
+def _run(args: argparse.Namespace, events: int, log_dir: Path,
+         cleanups: list[tuple[str, Callable[[], None]]]) -> dict[str, Any]:
+    quick = bool(args.quick)
+    timeout = args.step_timeout or 120 + events / 300
+    api_seconds = args.api_seconds or (4.0 if quick else 15.0)
+    fresh_seconds = args.freshness_seconds or (5.0 if quick else 20.0)
+    r: dict[str, Any] = {"events": events, "mode": "quick" if quick else "full",
+                         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                         "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()[0]}
+    began = time.perf_counter()
+
+    wrk = _services.ensure_tool("wrk", "wrk")
+    services, started = _services.services_up()
+    if started:
+        cleanups.append(("services", _services.services_down))
+    procs = Processes(log_dir)
+    cleanups.append(("processes", procs.stop_all))
+    base_env = {**os.environ, **services}
+    bootstrap = services["KAFKA_BOOTSTRAP_SERVERS"]
+
+    stream = _stream.stream_file(procs, events, args.seed, timeout)
+
+    say(f"kafka: a fresh topic with 3 partitions; producing {events:,} events")
+    topic, delete_topic = _services.create_topic(bootstrap)
+    cleanups.append((f"topic {topic}", delete_topic))
+    seconds = _stream.produce_file(bootstrap, topic, stream, timeout)
+    r["produce_events_per_s"] = events / seconds
+    _projector.say_rate("produced", events, seconds)
+
+    say("baseline: a bare kafka-python consumer reads and JSON-decodes the topic")
+    seconds = _stream.raw_consume(bootstrap, topic, events, timeout)
+    r["raw_consume_events_per_s"] = events / seconds
+    r["raw_consume_seconds"] = seconds
+    _projector.say_rate("raw consume", events, seconds)
+
+    say("projector: migrate, then run --until-caught-up, Kafka -> a fresh PostgreSQL database")
+    pg_url, drop = _services.create_database(services["TEST_DATABASE_URL"],
+                                             services["TEST_DATABASE_ADMIN_URL"])
+    cleanups.append(("the benchmark database", drop))
+    group = _services.unique("bench-projector")
+    pg_env = _projector.env_for(base_env, pg_url, "kafka", KAFKA_TOPIC=topic,
+                                KAFKA_GROUP_ID=group, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
+    _projector.migrate(procs, pg_env)
+    projected = _projector.run_until_caught_up(procs, pg_env, timeout)
+    _projector.expect_offsets(pg_url, events, "projector run")
+    r["projector_events_per_s"] = events / projected.seconds
+    r["projector_seconds"] = projected.seconds
+    r["projector_vs_raw"] = r["projector_events_per_s"] / r["raw_consume_events_per_s"]
+    r["projector_peak_rss_mb"] = projected.peak_rss_mb
+    _projector.say_rate("projector", events, projected.seconds)
+    say(f"  peak RSS {projected.peak_rss_mb:.0f} MB")
+
+    say("rebuild: projector rebuild --from-offset earliest --json (a new generation)")
+    seconds, summary = _projector.rebuild(procs, pg_env, timeout)
+    _projector.expect_offsets(pg_url, events, "the rebuild")
+    r["rebuild_seconds"] = seconds
+    r["rebuild_events_per_s"] = events / seconds
+    r["rebuild_summary_seconds"] = summary.get("seconds")
+    r["rebuild_summary_events_per_s"] = summary.get("events_per_second")
+    _projector.say_rate("rebuild (wall)", events, seconds)
+
+    say("sqlite: projector run --until-caught-up, JSON Lines file -> a fresh SQLite file")
+    db_path = log_dir / "read_model.db"
+    sqlite_env = _projector.env_for(base_env, f"sqlite:///{db_path}", str(stream))
+    _projector.migrate(procs, sqlite_env)
+    sq = _projector.sqlite_run(procs, sqlite_env, db_path, events, timeout)
+    r["sqlite_events_per_s"] = events / sq.seconds
+    r["sqlite_events_per_s_first_tenth"] = sq.first_tenth
+    r["sqlite_events_per_s_last_tenth"] = sq.last_tenth
+    r["sqlite_last_vs_first"] = sq.last_tenth / sq.first_tenth
+    _projector.say_rate("sqlite", events, sq.seconds)
+    say(f"  first tenth {sq.first_tenth:,.0f} events/s, last tenth {sq.last_tenth:,.0f}"
+        f" events/s ({sq.samples} polls)")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+
+    say(f"api: query-api --production and the bare baseline, wrk -c{_api.CONNECTIONS}, "
+        f"{api_seconds:.0f}s each after a warm-up")
+    token = _api.new_token()
+    ids = _api.sample_ids(pg_url, 2000)
+    script = _api.write_script(log_dir / "delivery.lua", ids, token)
+    kafka_env = {"EVENT_SOURCE": "kafka", "KAFKA_TOPIC": topic,
+                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    graphql = _api.start_query_api(procs, base_env, pg_url, kafka_env, token)
+    bare = _api.start_bare(procs, base_env, pg_url, token)
+    _api.same_answers(graphql, bare, ids, token)
+    warmup = 1.0 if quick else 3.0
+    raw_load = _api.wrk(wrk, script, bare, api_seconds, warmup)
+    procs.stop(bare.proc)
+    api_load = _api.wrk(wrk, script, graphql, api_seconds, warmup)
+    r["api_raw_rps"] = raw_load.rps
+    r["api_raw_p99_ms"] = raw_load.p99_ms
+    r["api_raw_p50_ms"] = raw_load.p50_ms
+    r["api_graphql_rps"] = api_load.rps
+    r["api_p99_ms"] = api_load.p99_ms
+    r["api_p50_ms"] = api_load.p50_ms
+    r["api_vs_raw"] = api_load.rps / raw_load.rps
+    r["api_p99_vs_raw"] = api_load.p99_ms / raw_load.p99_ms
+
+    say(f"freshness: projector run (continuous) + the API, 1,000 events/s for "
+        f"{fresh_seconds:.0f}s, a probe every 50 ms")
+    follower, follower_log = procs.start("run-follow", [*command("projector"),
+                                                        "run"], pg_env)
+    fresh = _freshness.measure(bootstrap, topic, graphql, token, fresh_seconds)
+    if follower.poll() is not None:
+        raise BenchError(f"projector run exited {follower.returncode} during the freshness "
+                         f"run (log {follower_log})")
+    procs.stop(follower)
+    procs.stop(graphql.proc)
+    r["freshness_p50_ms"] = fresh.p50_ms
+    r["freshness_p99_ms"] = fresh.p99_ms
+    r["freshness_probes"] = fresh.probes
+    r["freshness_lost"] = fresh.lost
+    r["freshness_produce_events_per_s"] = fresh.events_per_s
+    say(f"  {fresh.probes} probes: p50 {fresh.p50_ms:.0f} ms, p99 {fresh.p99_ms:.0f} ms "
+        f"at {fresh.events_per_s:,.0f} events/s")
+
+    r["total_seconds"] = time.perf_counter() - began
+    return _checked(r)
+
+
+def _checked(r: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
+    for key in REQUIRED:
+        value = out.get(key)
+        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise BenchError(f"the run produced no usable figure for {key}: {value!r}")
+    return out
+
+
+def print_table(r: dict[str, Any]) -> None:
+    n = r["events"]
+
+    def f(key: str, unit: str = "", digits: int = 0) -> str:
+        value = r.get(key)
+        if not isinstance(value, int | float):
+            return "-"
+        return f"{value:,.{digits}f}{unit}"
+
+    rows = [
+        ("bare kafka-python consumer + json (baseline)", f("raw_consume_events_per_s"), ""),
+        ("projector run --until-caught-up, Kafka -> PostgreSQL",
+         f("projector_events_per_s"),
+         f"{f('projector_vs_raw', 'x', 2)} of baseline, {f('projector_seconds', ' s', 1)}, "
+         f"peak RSS {f('projector_peak_rss_mb', ' MB')}"),
+        ("projector rebuild --from-offset earliest", f("rebuild_events_per_s"),
+         f"{f('rebuild_seconds', ' s', 1)} wall "
+         f"({f('rebuild_summary_events_per_s')} events/s by its summary)"),
+        ("JSON Lines -> SQLite, first tenth", f("sqlite_events_per_s_first_tenth"),
+         f"overall {f('sqlite_events_per_s')}"),
+        ("JSON Lines -> SQLite, last tenth", f("sqlite_events_per_s_last_tenth"),
+         f"{f('sqlite_last_vs_first', 'x', 2)} of the first tenth"),
+    ]
+    api = [
+        ("bare Starlette endpoint (baseline)", f("api_raw_rps"),
+         f"p50 {f('api_raw_p50_ms', ' ms', 1)}, p99 {f('api_raw_p99_ms', ' ms', 1)}"),
+        ("query-api delivery(id), five fields", f("api_graphql_rps"),
+         f"{f('api_vs_raw', 'x', 2)} of baseline; p50 {f('api_p50_ms', ' ms', 1)}, "
+         f"p99 {f('api_p99_ms', ' ms', 1)} ({f('api_p99_vs_raw', 'x', 2)})"),
+    ]
+    print(f"\nRead-model benchmark, {r['mode']} mode: {n:,} events, {r['date']}, "
+          f"{r['cpus']} CPUs, load average {r['load_avg_at_start']:.2f} at start\n")
+    width = max(len(w) for w, _, _ in rows + api)
+    print(f"{'projection':<{width}}  {'events/s':>9}  notes")
+    for work, figure, note in rows:
+        print(f"{work:<{width}}  {figure:>9}  {note}")
+    print(f"\n{'API (PostgreSQL, wrk, 16 connections)':<{width}}  {'req/s':>9}  notes")
+    for work, figure, note in api:
+        print(f"{work:<{width}}  {figure:>9}  {note}")
+    print(f"\nfreshness at {f('freshness_produce_events_per_s')} events/s into Kafka: "
+          f"p50 {f('freshness_p50_ms', ' ms')}, p99 {f('freshness_p99_ms', ' ms')} "
+          f"over {r.get('freshness_probes', 0)} probes ({r.get('freshness_lost', 0)} not "
+          f"seen in time); whole run {f('total_seconds', ' s')}\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
