@@ -1,0 +1,45 @@
+"""The benchmark command works: `scripts/bench --quick` once, against the real services.
+
+No speed is asserted (the machine is shared); the test proves that every figure the
+issue asks for comes out, as one JSON object on the last line of stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+
+import pytest
+
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.integration
+
+REQUIRED = (
+    "events", "raw_consume_events_per_s", "projector_events_per_s", "projector_vs_raw",
+    "rebuild_events_per_s", "rebuild_seconds", "sqlite_events_per_s_first_tenth",
+    "sqlite_events_per_s_last_tenth", "api_raw_rps", "api_graphql_rps", "api_vs_raw",
+    "api_p99_ms", "freshness_p50_ms", "freshness_p99_ms", "projector_peak_rss_mb",
+)
+
+
+def test_quick_benchmark_prints_every_figure_as_json_on_its_last_line() -> None:
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "TEST_DATABASE_URL"):
+        if not os.environ.get(name):
+            pytest.fail(f"{name} is not set: run the tests with scripts/test", pytrace=False)
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "bench"), "--quick", "--events", "12000"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, f"scripts/bench exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    last = proc.stdout.rstrip("\n").splitlines()[-1]
+    result = json.loads(last)
+    assert isinstance(result, dict)
+    for key in REQUIRED:
+        value = result.get(key)
+        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+        assert math.isfinite(value) and value > 0, (key, value)
+    assert result["events"] == 12000
+    assert "projector run --until-caught-up" in proc.stdout  # the readable table came first
