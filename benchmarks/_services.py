@@ -23,11 +23,14 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def services_up() -> tuple[dict[str, str], bool]:
-    """The services' environment, and whether this call started them."""
-    running = subprocess.run(
+def services_up() -> tuple[dict[str, str], Callable[[], None] | None]:
+    """The services' environment, and how to stop what this call started (None: nothing)."""
+    status = subprocess.run(
         [str(SERVICES), "status"], capture_output=True, text=True, timeout=60
-    ).returncode == 0
+    ).stdout
+    was_up = {line.split(":")[0] for line in status.splitlines()
+              if line.split(":", 1)[-1].split()[:1] == ["up"]}
+    running = {"kafka", "postgres"} <= was_up
     say("services already running; reusing them" if running else "starting services "
         "(scripts/services up)")
     try:
@@ -46,12 +49,18 @@ def services_up() -> tuple[dict[str, str], bool]:
     for key in ("KAFKA_BOOTSTRAP_SERVERS", "TEST_DATABASE_URL", "TEST_DATABASE_ADMIN_URL"):
         if key not in env:
             raise BenchError(f"scripts/services printed no {key}")
-    return env, not running
+    if not was_up:
+        return env, lambda: _services("down", "stopping the services this run started")
+    if "kafka" not in was_up:
+        return env, lambda: _services("stop-kafka", "stopping the broker this run started")
+    if "postgres" not in was_up:
+        say("PostgreSQL was started by this run and stays up (Kafka was already running)")
+    return env, None
 
 
-def services_down() -> None:
-    say("stopping the services this run started (scripts/services down)")
-    subprocess.run([str(SERVICES), "down"], timeout=120, check=False)
+def _services(verb: str, message: str) -> None:
+    say(f"{message} (scripts/services {verb})")
+    subprocess.run([str(SERVICES), verb], timeout=120, check=False)
 
 
 def libpq(url: str) -> str:

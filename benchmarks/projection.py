@@ -76,7 +76,9 @@ def main() -> int:
         batched = project(small, f"sqlite:///{tmp / 'b500.db'}", 500)
         big = project(large, f"sqlite:///{tmp / 'big.db'}", 500)
 
-    rate = lambda n, r: n / r["seconds"]  # noqa: E731
+    def rate(n: int, r: dict[str, float]) -> float:
+        return n / r["seconds"]
+
     print(f"stream: {n_small} messages ({args.deliveries} deliveries), SQLite file, one process")
     print(f"batch size 1   (baseline): {rate(n_small, baseline):9.0f} msg/s")
     print(

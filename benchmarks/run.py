@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Interrupted(Exception):
-    pass
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP: like Ctrl-C, nothing on the way may swallow it."""
 
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -90,17 +90,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench: error: --events must be at least 100", file=sys.stderr)
         return 2
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    # Ctrl-C stops the run even when a shell started it with SIGINT ignored (`cmd &`).
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    procs = Processes(log_dir)
+    # Processes first (they hold the database and the topic), then the rest, newest first.
     cleanups: list[tuple[str, Callable[[], None]]] = []
     failed = True
     try:
-        results = _run(args, events, log_dir, cleanups)
+        results = _run(args, events, procs, cleanups)
         failed = False
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Interrupted) as exc:
-        print(f"bench: interrupted ({exc or 'SIGINT'}); cleaning up", file=sys.stderr)
+        print(f"bench: interrupted ({str(exc) or 'SIGINT'}); cleaning up", file=sys.stderr)
         return 130
     except Exception as exc:
         if os.environ.get("BENCH_DEBUG"):
@@ -109,11 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               "the traceback)", file=sys.stderr)
         return 1
     finally:
-        for what, cleanup in reversed(cleanups):
+        for what, cleanup in [("processes", procs.stop_all), *reversed(cleanups)]:
             try:
                 cleanup()
             except Exception as exc:  # noqa: BLE001 - clean up the rest, say what was left
                 say(f"clean-up of {what} failed: {exc}")
+        for db in log_dir.glob("read_model.db*"):
+            db.unlink(missing_ok=True)  # the SQLite read model: large, and of no use after
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if failed or args.keep_logs:
@@ -125,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, events: int, log_dir: Path,
+def _run(args: argparse.Namespace, events: int, procs: Processes,
          cleanups: list[tuple[str, Callable[[], None]]]) -> dict[str, Any]:
     quick = bool(args.quick)
     timeout = args.step_timeout or 120 + events / 300
@@ -137,11 +143,9 @@ def _run(args: argparse.Namespace, events: int, log_dir: Path,
     began = time.perf_counter()
 
     wrk = _services.ensure_tool("wrk", "wrk")
-    services, started = _services.services_up()
-    if started:
-        cleanups.append(("services", _services.services_down))
-    procs = Processes(log_dir)
-    cleanups.append(("processes", procs.stop_all))
+    services, stop_services = _services.services_up()
+    if stop_services is not None:
+        cleanups.append(("services", stop_services))
     base_env = {**os.environ, **services}
     bootstrap = services["KAFKA_BOOTSTRAP_SERVERS"]
 
@@ -187,7 +191,7 @@ def _run(args: argparse.Namespace, events: int, log_dir: Path,
     _projector.say_rate("rebuild (wall)", events, seconds)
 
     say("sqlite: projector run --until-caught-up, JSON Lines file -> a fresh SQLite file")
-    db_path = log_dir / "read_model.db"
+    db_path = procs.log_dir / "read_model.db"
     sqlite_env = _projector.env_for(base_env, f"sqlite:///{db_path}", str(stream))
     _projector.migrate(procs, sqlite_env)
     sq = _projector.sqlite_run(procs, sqlite_env, db_path, events, timeout)
@@ -198,14 +202,12 @@ def _run(args: argparse.Namespace, events: int, log_dir: Path,
     _projector.say_rate("sqlite", events, sq.seconds)
     say(f"  first tenth {sq.first_tenth:,.0f} events/s, last tenth {sq.last_tenth:,.0f}"
         f" events/s ({sq.samples} polls)")
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
 
     say(f"api: query-api --production and the bare baseline, wrk -c{_api.CONNECTIONS}, "
         f"{api_seconds:.0f}s each after a warm-up")
     token = _api.new_token()
     ids = _api.sample_ids(pg_url, 2000)
-    script = _api.write_script(log_dir / "delivery.lua", ids, token)
+    script = _api.write_script(procs.log_dir / "delivery.lua", ids, token)
     kafka_env = {"EVENT_SOURCE": "kafka", "KAFKA_TOPIC": topic,
                  "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     graphql = _api.start_query_api(procs, base_env, pg_url, kafka_env, token)
