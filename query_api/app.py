@@ -23,6 +23,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from query_api._middleware import BearerAuth, BodyLimit, CountRequests
 from query_api.context import Services
+from query_api.database import ReadDatabase
 from query_api.feed import ChangeFeed
 from query_api.metrics import Metrics
 from query_api.offsets import EndOffsets
@@ -30,7 +31,7 @@ from query_api.schema import build_schema
 from query_api.session import connection_check
 from query_api.settings import Settings
 from query_api.view import GraphQLApp
-from schema.db import SchemaError, make_engine
+from schema.db import SchemaError
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url, writer=False)
+        database = ReadDatabase(settings)
         services = Services(
             settings=settings,
-            engine=engine,
+            database=database,
             end_offsets=EndOffsets(settings),
-            feed=ChangeFeed(engine, settings),
+            feed=ChangeFeed(database.engine, settings),
         )
         services.feed.services = services
         app.state.services = services
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await services.feed.stop()
             services.end_offsets.close()
-            engine.dispose()
+            database.dispose()
 
     def services() -> Services:
         return app.state.services  # type: ignore[no-any-return]

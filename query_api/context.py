@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
+from query_api.database import ReadDatabase
 from query_api.offsets import EndOffsets
 from query_api.session import ReadSession
 from query_api.settings import Settings
@@ -21,12 +22,16 @@ class Services:
     """Owned by the app's lifespan: built at start, closed at shutdown."""
 
     settings: Settings
-    engine: Engine
+    database: ReadDatabase
     end_offsets: EndOffsets
     feed: ChangeFeed
 
+    @property
+    def engine(self) -> Engine:
+        return self.database.engine
+
     def new_session(self) -> ReadSession:
-        return ReadSession(self.engine, max_nodes=self.settings.max_nodes)
+        return ReadSession(self.database, max_nodes=self.settings.max_nodes)
 
 
 #: The session of the operation being executed (set by ``extensions.SessionScope``).

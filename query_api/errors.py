@@ -24,3 +24,11 @@ class UserInputError(QueryApiError):
 
 class InvalidCursor(UserInputError):
     """An ``after`` cursor we did not issue, or one for another list."""
+
+
+class Busy(QueryApiError):
+    """Every database slot stayed taken for the whole queue timeout."""
+
+
+class QueryTimeout(QueryApiError):
+    """A statement ran past the statement timeout and was stopped."""

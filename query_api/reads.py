@@ -22,6 +22,10 @@ from schema.tables import deliveries, delivery_events
 d = deliveries.c
 e = delivery_events.c
 
+#: The generation a statement reads: a number, or the active one as a subquery
+#: evaluated in the statement's own snapshot (``query_api.session.ACTIVE``).
+Generation = int | ColumnElement[int]
+
 
 @dataclass(frozen=True)
 class DeliveryFilterSpec:
@@ -52,7 +56,7 @@ def _stored(ids: Sequence[str]) -> list[str]:
     return [i for i in ids if "\x00" not in i]
 
 
-def _conditions(generation: int, spec: DeliveryFilterSpec) -> list[ColumnElement[bool]]:
+def _conditions(generation: Generation, spec: DeliveryFilterSpec) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = [d.generation == generation]
     if spec.states is not None:
         conds.append(d.state.in_(spec.states))
@@ -71,7 +75,7 @@ def _conditions(generation: int, spec: DeliveryFilterSpec) -> list[ColumnElement
 
 def delivery_page(
     conn: Connection,
-    generation: int,
+    generation: Generation,
     spec: DeliveryFilterSpec,
     first: int,
     after: DeliveryKey | None,
@@ -90,13 +94,13 @@ def delivery_page(
     return rows[:first], len(rows) > first
 
 
-def delivery_count(conn: Connection, generation: int, spec: DeliveryFilterSpec) -> int:
+def delivery_count(conn: Connection, generation: Generation, spec: DeliveryFilterSpec) -> int:
     query = select(func.count()).select_from(deliveries).where(*_conditions(generation, spec))
     return int(conn.execute(query).scalar_one())
 
 
 def deliveries_by_id(
-    conn: Connection, generation: int, ids: Sequence[str]
+    conn: Connection, generation: Generation, ids: Sequence[str]
 ) -> dict[str, RowMapping]:
     rows = conn.execute(
         select(deliveries).where(d.generation == generation, d.delivery_id.in_(_stored(ids)))
@@ -106,7 +110,7 @@ def deliveries_by_id(
 
 def histories(
     conn: Connection,
-    generation: int,
+    generation: Generation,
     ids: Sequence[str],
     first: int,
     after: EventKey | None,
@@ -168,7 +172,7 @@ def histories(
     }
 
 
-def _event_counts(conn: Connection, generation: int, ids: Sequence[str]) -> dict[str, int]:
+def _event_counts(conn: Connection, generation: Generation, ids: Sequence[str]) -> dict[str, int]:
     rows = conn.execute(
         select(e.delivery_id, func.count())
         .where(e.generation == generation, e.delivery_id.in_(_stored(ids)))
@@ -178,7 +182,7 @@ def _event_counts(conn: Connection, generation: int, ids: Sequence[str]) -> dict
 
 
 def rider_deliveries(
-    conn: Connection, generation: int, rider_id: str, start: datetime, end: datetime
+    conn: Connection, generation: Generation, rider_id: str, start: datetime, end: datetime
 ) -> list[RowMapping]:
     """The rider's deliveries with an assignment, delivery or cancellation in [start, end)."""
 
@@ -194,7 +198,7 @@ def rider_deliveries(
 
 
 def delivery_fingerprint(
-    conn: Connection, generation: int, delivery_id: str
+    conn: Connection, generation: Generation, delivery_id: str
 ) -> RowMapping | None:
     """The whole current row of one delivery (a subscription compares it to see a change)."""
     return conn.execute(

@@ -1,59 +1,75 @@
-"""One operation's view of the read model: its generation, its DataLoaders.
+"""One operation's view of the read model: one connection, one snapshot, its DataLoaders.
 
 A session lives for one GraphQL operation (an HTTP request, or one operation on
 a WebSocket) and reads everything through one connection in one read-only
-transaction: the generation and every row of the response come from the same
-snapshot (REPEATABLE READ on PostgreSQL, a WAL read transaction on SQLite), so a
-page never disagrees with its ``totalCount`` and a rebuild's switch is picked up
-by the next operation, never halfway. Statements run one at a time in a worker
-thread, so the event loop never waits on the database. History is loaded
-through a DataLoader: however many deliveries a page holds, their histories cost
-one statement.
+transaction (REPEATABLE READ on PostgreSQL, a WAL read transaction on SQLite),
+so a page never disagrees with its ``totalCount``.
+
+The served generation is not read apart: every statement selects its rows
+``WHERE generation = (SELECT generation FROM generations WHERE status =
+'active')`` (``ACTIVE``), inside the same transaction. That costs no round trip,
+cannot be stale (a rebuild's switch is seen by the next operation, never
+halfway, since the whole operation reads one snapshot), and needs no cache to
+invalidate. ``generation()`` reads the number itself, in the same snapshot, for
+``projectionStatus``.
+
+The session takes a database slot (``query_api.database``) on its first
+statement and gives it back when it closes; statements run one at a time in a
+DB worker thread, so the event loop never waits on the database. Rows are read
+per field list through DataLoaders: however many deliveries a page holds, their
+histories cost one statement.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import anyio.to_thread
-from sqlalchemy import Connection, Engine
+import anyio
+from sqlalchemy import Connection, ScalarSelect, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from strawberry.dataloader import DataLoader
 
 from query_api import reads
 from query_api.cursors import parse_event_cursor
-from query_api.errors import DatabaseUnavailable, UserInputError
+from query_api.database import ReadDatabase, timed_out
+from query_api.errors import DatabaseUnavailable, QueryTimeout, UserInputError
 from schema.db import SchemaError, active_generation
+from schema.tables import generations
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 HistoryKey = tuple[str, int, "str | None"]  # delivery id, first, after
 
+#: The served generation as a subquery of each statement (read in its snapshot).
+ACTIVE: ScalarSelect[int] = (
+    select(generations.c.generation).where(generations.c.status == "active").scalar_subquery()
+)
+UNAVAILABLE = "the read model is unavailable (unreachable or not migrated; see /readyz)"
+
 
 class ReadSession:
-    def __init__(self, engine: Engine, max_nodes: int = 100_000) -> None:
-        self._engine = engine
+    def __init__(self, database: ReadDatabase, max_nodes: int = 100_000) -> None:
+        self._db = database
         self.max_nodes = max_nodes
         self._nodes = 0
         self._generation: int | None = None
-        self._generation_lock = asyncio.Lock()
         self._conn: Connection | None = None
-        self._conn_lock = anyio.Lock()  # one statement at a time on the one connection
+        self._admitted = False
+        self._statements = 0
+        self._lock = anyio.Lock()  # one statement at a time on the one connection
         self.deliveries = DataLoader[str, "RowMapping | None"](load_fn=self._load_deliveries)
         self.histories = DataLoader[HistoryKey, reads.HistoryPage](load_fn=self._load_histories)
 
     def spend(self, nodes: int) -> None:
         """Count results asked for before reading them; too many ends the operation.
 
-        Depth, alias and token limits all pass 30 aliases of
-        ``deliveries(first: 500) { history(first: 500) }``: millions of events. The
-        budget is charged with what each statement may return (``first`` times the
-        deliveries it serves) before it runs, so such a query stops early and cheaply.
+        The static cost (``query_api.cost``) bounds what a document may ask for before
+        anything runs; nested pages depend on how many parents the data holds, so they
+        are charged here, with the real number of parents, before their statement runs.
         """
         self._nodes += nodes
         if self._nodes > self.max_nodes:
@@ -63,36 +79,43 @@ class ReadSession:
             )
 
     async def generation(self) -> int:
-        async with self._generation_lock:
-            if self._generation is None:
-                try:
-                    self._generation = await self._in_thread(active_generation)
-                except DatabaseUnavailable as exc:
-                    if isinstance(exc.__cause__, SchemaError):
-                        raise
-                    raise DatabaseUnavailable(
-                        "the read model is unavailable (unreachable or not migrated; see /readyz)"
-                    ) from exc
-            return self._generation
+        """The generation this operation reads (in its snapshot)."""
+        if self._generation is None:
+            self._generation = await self._statement(_active_generation)
+        return self._generation
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(conn, generation, *args)`` on a pooled connection, in a worker thread."""
-        generation = await self.generation()
-        return await self._in_thread(fn, generation, *args)
+        """``fn(conn, generation, *args)`` in this operation's snapshot, in a DB thread.
 
-    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        async with self._conn_lock:
-            return await anyio.to_thread.run_sync(self._call, fn, *args)
+        ``generation`` is ``ACTIVE`` (a subquery) or, once read, the number.
+        """
+        generation: int | ScalarSelect[int] = (
+            ACTIVE if self._generation is None else self._generation
+        )
+        return await self._statement(fn, generation, *args)
 
     async def aclose(self) -> None:
-        """End the snapshot and give the connection back to the pool."""
-        async with self._conn_lock:
-            if self._conn is not None:
-                await anyio.to_thread.run_sync(self._release)
+        """End the snapshot, give the connection back to the pool and the slot back."""
+        async with self._lock:
+            try:
+                if self._conn is not None:
+                    await self._db.in_thread(self._release)
+            finally:
+                if self._admitted:
+                    self._admitted = False
+                    self._db.leave(self)
 
+    async def _statement(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._lock:
+            if not self._admitted:
+                await self._db.admit(self)
+                self._admitted = True
+            return await self._db.in_thread(self._call, fn, *args)
+
+    # -- in the DB thread -----------------------------------------------------------
     def _connection(self) -> Connection:
         if self._conn is None:
-            conn = self._engine.connect()
+            conn = self._db.engine.connect()
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(
                     isolation_level="REPEATABLE READ", postgresql_readonly=True
@@ -110,17 +133,47 @@ class ReadSession:
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         try:
-            return fn(self._connection(), *args)
+            try:
+                result = self._db.bounded(self._connection(), fn, *args)
+            except DBAPIError as exc:
+                if not (exc.connection_invalidated and self._statements == 0):
+                    raise
+                # The pool held a connection the server has dropped (no pre-ping):
+                # nothing was read yet, so one retry on a fresh one is safe.
+                self._release()
+                result = self._db.bounded(self._connection(), fn, *args)
         except SchemaError as exc:
             self._release()
             raise DatabaseUnavailable(str(exc)) from exc
         except (DBAPIError, SQLAlchemyError) as exc:
             self._release()
-            # The cause goes to the log; the client gets a line without SQL in it.
-            log.error("read-model query failed: %s", exc)
-            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-                raise DatabaseUnavailable("the read-model database is unreachable") from exc
-            raise DatabaseUnavailable("the read-model query failed") from exc
+            raise self._failure(exc) from exc
+        self._statements += 1
+        return result
+
+    def _failure(self, exc: SQLAlchemyError) -> Exception:
+        """The client's one line for a failed statement; the cause goes to the log."""
+        if isinstance(exc, DBAPIError) and timed_out(exc):
+            log.warning("a read-model statement hit the statement timeout: %s", exc.orig)
+            return QueryTimeout(
+                f"the query ran longer than {self._db.timeout:g}s and was stopped;"
+                " ask for less (smaller pages, fewer aliases)"
+            )
+        log.error("read-model query failed: %s", exc)
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return DatabaseUnavailable("the read-model database is unreachable")
+        if self._statements == 0 and not self._serving():
+            return DatabaseUnavailable(UNAVAILABLE)
+        return DatabaseUnavailable("the read-model query failed")
+
+    def _serving(self) -> bool:
+        """After a first statement failed: is there a migrated read model at all?"""
+        try:
+            with self._db.engine.connect() as conn:
+                active_generation(conn)
+        except (SchemaError, SQLAlchemyError):
+            return False
+        return True
 
     # -- loaders ----------------------------------------------------------------
     async def _load_deliveries(self, ids: Sequence[str]) -> list[RowMapping | None]:
@@ -141,6 +194,10 @@ class ReadSession:
             for delivery_id, page in found.items():
                 pages[(delivery_id, first, after)] = page
         return [pages[k] for k in keys]
+
+
+def _active_generation(conn: Connection) -> int:
+    return active_generation(conn)
 
 
 def connection_check(conn: Connection) -> int:

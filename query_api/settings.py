@@ -45,6 +45,17 @@ class Settings:
     #: Most result nodes a query may ask for (`first` of each connection multiplied
     #: down the tree, summed over aliases; a `first` from a variable counts as 500).
     max_nodes: int = 100_000
+    #: The static cost budget (``query_api.cost``): the `first` of every list field,
+    #: summed over aliases and fragments, checked before any SQL runs.
+    max_cost: int = 5000
+    #: Operations reading the database at once: pooled connections and DB worker
+    #: threads. Further operations wait in a cheap asynchronous queue.
+    db_concurrency: int = 4
+    #: Longest wait in that queue before the operation is refused as busy.
+    queue_timeout_seconds: float = 10.0
+    #: Longest run of one SQL statement (PostgreSQL statement_timeout, SQLite
+    #: interrupt); 0 turns it off.
+    statement_timeout_seconds: float = 5.0
     #: Bounded caches of parsed and validated documents.
     document_cache_size: int = 256
     #: How often a subscription re-reads its delivery on SQLite (no LISTEN/NOTIFY there).
@@ -75,6 +86,14 @@ class Settings:
             max_tokens=_int(env, "QUERY_API_MAX_TOKENS", d.max_tokens),
             max_body_bytes=_int(env, "QUERY_API_MAX_BODY_BYTES", d.max_body_bytes),
             max_nodes=_int(env, "QUERY_API_MAX_NODES", d.max_nodes),
+            max_cost=_int(env, "QUERY_API_MAX_COST", d.max_cost),
+            db_concurrency=_int(env, "QUERY_API_DB_CONCURRENCY", d.db_concurrency),
+            queue_timeout_seconds=_float(
+                env, "QUERY_API_QUEUE_TIMEOUT_SECONDS", d.queue_timeout_seconds
+            ),
+            statement_timeout_seconds=_float(
+                env, "QUERY_API_STATEMENT_TIMEOUT_SECONDS", d.statement_timeout_seconds
+            ),
         )
         settings.validate()
         return settings
@@ -92,9 +111,14 @@ class Settings:
             )
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not between 0 and 65535")
-        for name in ("max_depth", "max_aliases", "max_tokens", "max_body_bytes", "max_nodes"):
+        for name in ("max_depth", "max_aliases", "max_tokens", "max_body_bytes", "max_nodes",
+                     "max_cost", "db_concurrency"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"QUERY_API_{name.upper()} must be at least 1")
+        if not self.queue_timeout_seconds > 0:
+            raise ConfigError("QUERY_API_QUEUE_TIMEOUT_SECONDS must be more than 0")
+        if not self.statement_timeout_seconds >= 0:
+            raise ConfigError("QUERY_API_STATEMENT_TIMEOUT_SECONDS must be 0 (off) or more")
         if any(not t or any(c.isspace() for c in t) for t in self.tokens):
             raise ConfigError("QUERY_API_TOKENS holds an empty token or one with white space")
 
@@ -151,6 +175,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{name}={raw!r} is not a finite number")
+    return value
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

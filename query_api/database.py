@@ -1,0 +1,142 @@
+"""The API's side of the database: a pool sized to the work it admits, and a time bound.
+
+Under load the old request path opened a connection per request: SQLAlchemy's
+default pool (5 + 10 overflow) served anyio's 40 worker threads, overflow
+connections were closed on return, and SQLite ran its connect PRAGMAs again and
+again while threads waited on one another. Here one number,
+``QUERY_API_DB_CONCURRENCY``, is at once the operations admitted to the
+database, the DB worker threads and the pooled connections, so a connection is
+always free for an admitted operation and reused; the rest wait in a fair
+asynchronous queue (no thread, no connection) for at most
+``QUERY_API_QUEUE_TIMEOUT_SECONDS``.
+
+Every statement is bounded by ``QUERY_API_STATEMENT_TIMEOUT_SECONDS``: on
+PostgreSQL as the connection's ``statement_timeout`` (a connect option, so it
+costs no round trip), on SQLite by a progress handler that interrupts a
+statement past its deadline.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from query_api.errors import Busy
+from query_api.settings import Settings
+from schema.db import make_engine
+
+T = TypeVar("T")
+
+#: Connections beyond the admitted operations: /readyz and /metrics read outside them.
+SPARE_CONNECTIONS = 2
+#: SQLite calls the progress handler every this many virtual-machine instructions.
+SQLITE_PROGRESS_STEPS = 10_000
+_DEADLINE = "query_api.deadline"
+
+
+class _Deadline:
+    """When the running SQLite statement must stop (``inf``: no statement running)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at = math.inf
+
+    def passed(self) -> int:
+        return 1 if time.monotonic() > self.at else 0
+
+
+class ReadDatabase:
+    """The engine, the admission queue and the DB worker threads of one app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.timeout = settings.statement_timeout_seconds
+        self.engine = build_engine(settings)
+        self.sqlite = self.engine.dialect.name == "sqlite"
+        if self.sqlite and self.timeout > 0:
+            _install_interrupts(self.engine)
+        self._admitted = anyio.CapacityLimiter(settings.db_concurrency)
+        self._threads = anyio.CapacityLimiter(settings.db_concurrency)
+
+    async def admit(self, holder: object) -> None:
+        """Wait (cheaply, in FIFO order) until ``holder`` may use a connection."""
+        try:
+            with anyio.fail_after(self.settings.queue_timeout_seconds):
+                await self._admitted.acquire_on_behalf_of(holder)
+        except TimeoutError:
+            raise Busy(
+                "the API is busy: no database slot freed within "
+                f"{self.settings.queue_timeout_seconds:g}s; try again"
+            ) from None
+
+    def leave(self, holder: object) -> None:
+        self._admitted.release_on_behalf_of(holder)
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in one of the DB worker threads."""
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._threads)
+
+    def bounded(self, conn: Connection, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(conn, *args)`` with the statement timeout armed (SQLite; PostgreSQL's is
+        the connection's own)."""
+        deadline: _Deadline | None = conn.info.get(_DEADLINE) if self.sqlite else None
+        if deadline is None:
+            return fn(conn, *args)
+        deadline.at = time.monotonic() + self.timeout
+        try:
+            return fn(conn, *args)
+        finally:
+            deadline.at = math.inf
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def build_engine(settings: Settings) -> Engine:
+    """A read-only engine whose pool holds a connection for every admitted operation.
+
+    No pre-ping: it would cost a round trip per operation; a connection found dead
+    is retried once instead (``query_api.session``).
+    """
+    size = settings.db_concurrency + SPARE_CONNECTIONS
+    kwargs: dict[str, Any] = {
+        "pool_size": size,
+        "max_overflow": 0,
+        "pool_timeout": max(settings.queue_timeout_seconds, 1.0),
+        "pool_pre_ping": False,
+    }
+    url = make_url(settings.database_url)
+    timeout_ms = int(settings.statement_timeout_seconds * 1000)
+    if url.get_backend_name() == "postgresql" and timeout_ms > 0:
+        options = url.query.get("options", "")
+        if isinstance(options, tuple):
+            options = " ".join(options)
+        kwargs["connect_args"] = {
+            "options": f"{options} -c statement_timeout={timeout_ms}".strip()
+        }
+    return make_engine(settings.database_url, writer=False, **kwargs)
+
+
+def _install_interrupts(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, record: Any) -> None:
+        deadline = _Deadline()
+        record.info[_DEADLINE] = deadline
+        dbapi_conn.set_progress_handler(deadline.passed, SQLITE_PROGRESS_STEPS)
+
+
+def timed_out(exc: DBAPIError) -> bool:
+    """Whether ``exc`` is a statement stopped by the timeout (either backend)."""
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) == "57014":  # PostgreSQL query_canceled
+        return True
+    return "interrupted" in str(orig).lower()
