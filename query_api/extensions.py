@@ -25,7 +25,8 @@ from strawberry.extensions import (
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 
-from query_api.errors import QueryApiError
+from query_api.cost import estimate
+from query_api.errors import QueryApiError, UserInputError
 from query_api.settings import Settings
 
 MASKED_MESSAGE = "Internal error; it has been logged."
@@ -61,6 +62,40 @@ class SessionScope(SchemaExtension):
         finally:
             current_session.reset(token)
             await session.aclose()
+
+
+class CostBudget(SchemaExtension):
+    """Refuses an operation whose estimated cost passes the budget, before any SQL.
+
+    Runs after validation (the document is well formed), with the request's
+    variables; a refusal becomes the operation's only error, with no data.
+    """
+
+    def __init__(self, max_cost: int, max_nodes: int) -> None:
+        self._max_cost = max_cost
+        self._max_nodes = max_nodes
+
+    def on_execute(self) -> Iterator[None]:
+        ctx = self.execution_context
+        if ctx.graphql_document is not None:
+            cost = estimate(
+                ctx.schema._schema, ctx.graphql_document, ctx.operation_name, ctx.variables
+            )
+            if cost.rows > self._max_cost:
+                raise UserInputError(self._refusal(cost.rows, cost.results))
+        yield
+
+    def _refusal(self, rows: int, results: int) -> str:
+        asked = (
+            f"the query asks for more than {self._max_nodes} results (up to {results})"
+            if results > self._max_nodes
+            else f"the query may read {rows} rows"
+        )
+        return (
+            f"{asked}: its pages add up to {rows} rows (the `first` of every list, "
+            f"summed over aliases and fragments), over the budget of {self._max_cost};"
+            " ask for smaller pages (`first`) or fewer aliases"
+        )
 
 
 class Instrument(SchemaExtension):
@@ -99,6 +134,7 @@ def extensions_for(
         partial(AddValidationRules, rules),
         partial(ValidationCache, maxsize=size),
         partial(MaskErrors, should_mask_error=should_mask, error_message=MASKED_MESSAGE),
+        partial(CostBudget, settings.max_cost, settings.max_nodes),
         SessionScope,
     ]
     if observe is not None:

@@ -1,0 +1,86 @@
+"""The static cost estimate (query_api.cost) and the settings of the request path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from graphql import parse
+
+from query_api.cost import Cost, estimate
+from query_api.errors import ConfigError
+from query_api.schema import schema
+from query_api.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+#: The issue's heavy query: within depth, alias and token limits, 8-14 s before.
+HEAVY = "{ " + " ".join(
+    f"a{i}: deliveries(first: 500) {{ edges {{ node {{ id "
+    "history(first: 5) { edges { node { eventId } } } } } }"
+    for i in range(30)
+) + " }"
+
+
+def cost(query: str, variables: dict[str, Any] | None = None, name: str | None = None) -> Cost:
+    return estimate(schema._schema, parse(query), name, variables)
+
+
+def test_the_heavy_query_of_issue_7_is_over_the_default_budget() -> None:
+    assert cost(HEAVY) == Cost(rows=30 * 505, results=30 * (500 + 500 * 5))
+    assert cost(HEAVY).rows > Settings().max_cost
+
+
+def test_each_list_counts_its_first_once_per_place_it_appears() -> None:
+    page = "deliveries(first: 500) { totalCount edges { node { history(first: 500) { totalCount } } } }"
+    assert cost("{ " + page + " }") == Cost(rows=1000, results=500 + 500 * 500)
+    assert cost("{ a: " + page + " b: " + page + " }").rows == 2000
+    assert cost('{ delivery(id: "D-1") { id state } }') == Cost(0, 0)
+
+
+def test_defaults_come_from_the_schema_then_the_variable_definition() -> None:
+    assert cost("{ deliveries { edges { node { history { totalCount } } } } }").rows == 50 + 100
+    q = "query Q($n: Int = 7) { deliveries(first: $n) { totalCount } }"
+    assert cost(q).rows == 7
+    assert cost(q, {"n": 40}).rows == 40
+    assert cost("query Q($n: Int) { deliveries(first: $n) { totalCount } }").rows == 50
+
+
+def test_fragments_and_inline_fragments_are_expanded() -> None:
+    q = """query P($n: Int) { x: deliveries(first: $n) { edges { node { ...H ...H } } }
+                            y: deliveries(first: 3) { edges { node { ... on Delivery { ...H } } } } }
+           fragment H on Delivery { history(first: 20) { totalCount } }"""
+    assert cost(q, {"n": 10}, "P") == Cost(rows=10 + 40 + 3 + 20,
+                                           results=10 + 10 * 40 + 3 + 3 * 20)
+
+
+def test_a_first_the_resolvers_refuse_costs_nothing_and_never_more_than_500() -> None:
+    q = "query Q($n: Int) { deliveries(first: $n) { totalCount } }"
+    assert cost(q, {"n": None}).rows == 0
+    assert cost(q, {"n": -1}).rows == 0
+    assert cost(q, {"n": 10_000}).rows == 500
+    assert cost(q, {"n": "many"}).rows == 0
+
+
+def test_the_chosen_operation_is_the_one_estimated() -> None:
+    q = "query A { deliveries(first: 9) { totalCount } } query B { deliveries(first: 4) { totalCount } }"
+    assert cost(q, name="A").rows == 9 and cost(q, name="B").rows == 4
+    assert cost(q).rows == 0  # ambiguous: graphql-core refuses it before anything runs
+
+
+def test_request_path_settings_come_from_the_environment() -> None:
+    settings = Settings.from_env({
+        "QUERY_API_MAX_COST": "900", "QUERY_API_DB_CONCURRENCY": "6",
+        "QUERY_API_QUEUE_TIMEOUT_SECONDS": "2.5", "QUERY_API_STATEMENT_TIMEOUT_SECONDS": "0",
+    })
+    assert (settings.max_cost, settings.db_concurrency) == (900, 6)
+    assert (settings.queue_timeout_seconds, settings.statement_timeout_seconds) == (2.5, 0.0)
+    defaults = Settings.from_env({})
+    assert (defaults.max_cost, defaults.db_concurrency, defaults.queue_timeout_seconds,
+            defaults.statement_timeout_seconds) == (5000, 4, 10.0, 5.0)
+    for bad in ({"QUERY_API_DB_CONCURRENCY": "0"}, {"QUERY_API_MAX_COST": "x"},
+                {"QUERY_API_QUEUE_TIMEOUT_SECONDS": "0"},
+                {"QUERY_API_STATEMENT_TIMEOUT_SECONDS": "-1"},
+                {"QUERY_API_STATEMENT_TIMEOUT_SECONDS": "nan"}):
+        with pytest.raises(ConfigError):
+            Settings.from_env(bad)
