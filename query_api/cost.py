@@ -17,6 +17,10 @@ it, with the real number of parents, before each nested statement runs
 (``QUERY_API_MAX_NODES``). The estimate also reports that product (``first``
 times the parents' ``first``), so a refusal can say how many results were asked for.
 
+The same walk counts the fields that read the database (``READS``): an operation
+with exactly one can give its connection back in the same worker-thread trip as
+its statement (``query_api.session``), saving a trip per ``delivery(id)``.
+
 Pure: graphql-core's AST and schema in, numbers out.
 """
 
@@ -44,6 +48,16 @@ from graphql.pyutils import Undefined
 
 from query_api.types import MAX_FIRST  # above it the resolvers refuse; never count more
 
+#: Fields whose resolvers run statements, and how many (at most) each runs.
+READS: dict[tuple[str, str], int] = {
+    ("Query", "delivery"): 1,
+    ("Query", "deliveries"): 1,
+    ("Query", "riderDailyStats"): 1,
+    ("Query", "projectionStatus"): 2,
+    ("DeliveryConnection", "totalCount"): 1,
+    ("Delivery", "history"): 2,  # a second one counts what lies before a cursor
+}
+
 
 @dataclass(frozen=True)
 class Cost:
@@ -51,6 +65,11 @@ class Cost:
     rows: int
     #: Results asked for when each page is as full as its `first` allows.
     results: int
+    #: Statements the operation may run, each reading field counted where it appears.
+    reads: int = 0
+
+
+_Parts = tuple[int, int, int]  # rows, results per parent, reads
 
 
 def estimate(
@@ -67,8 +86,7 @@ def estimate(
     if root is None:
         return Cost(0, 0)
     walker = _Walker(document, operation, variables or {})
-    rows, results = walker.selection(operation.selection_set, root)
-    return Cost(rows, results)
+    return Cost(*walker.selection(operation.selection_set, root))
 
 
 def _operation(
@@ -98,46 +116,48 @@ class _Walker:
             if name not in self._variables and isinstance(definition.default_value, IntValueNode):
                 self._variables[name] = int(definition.default_value.value)
         # A fragment costs the same wherever it is spread: count each once.
-        self._memo: dict[tuple[str, str], tuple[int, int]] = {}
+        self._memo: dict[tuple[str, str], _Parts] = {}
 
-    def selection(self, selection_set: SelectionSetNode | None, parent: Any) -> tuple[int, int]:
-        """(rows, results per parent) of ``selection_set`` on the type ``parent``."""
-        rows = results = 0
+    def selection(self, selection_set: SelectionSetNode | None, parent: Any) -> _Parts:
+        """(rows, results per parent, reads) of ``selection_set`` on the type ``parent``."""
+        rows = results = reads = 0
         if selection_set is None or not isinstance(parent, GraphQLObjectType):
-            return 0, 0
+            return 0, 0, 0
         for node in selection_set.selections:
             if isinstance(node, FieldNode):
-                r, n = self._field(node, parent)
+                r, n, s = self._field(node, parent)
             elif isinstance(node, InlineFragmentNode):
-                r, n = self.selection(node.selection_set, parent)
+                r, n, s = self.selection(node.selection_set, parent)
             elif isinstance(node, FragmentSpreadNode):
-                r, n = self._spread(node.name.value, parent)
+                r, n, s = self._spread(node.name.value, parent)
             else:  # pragma: no cover - graphql-core has no other selection
                 continue
             rows += r
             results += n
-        return rows, results
+            reads += s
+        return rows, results, reads
 
-    def _spread(self, name: str, parent: GraphQLObjectType) -> tuple[int, int]:
+    def _spread(self, name: str, parent: GraphQLObjectType) -> _Parts:
         key = (name, parent.name)
         if key not in self._memo:
             fragment = self._fragments.get(name)
-            self._memo[key] = (0, 0)  # validation refuses cycles; never loop regardless
+            self._memo[key] = (0, 0, 0)  # validation refuses cycles; never loop regardless
             if fragment is not None:
                 self._memo[key] = self.selection(fragment.selection_set, parent)
         return self._memo[key]
 
-    def _field(self, node: FieldNode, parent: GraphQLObjectType) -> tuple[int, int]:
+    def _field(self, node: FieldNode, parent: GraphQLObjectType) -> _Parts:
         definition = parent.fields.get(node.name.value)
         if definition is None:  # __typename, introspection
-            return 0, 0
+            return 0, 0, 0
         child = get_named_type(definition.type)
-        rows, results = self.selection(node.selection_set, child)
+        rows, results, reads = self.selection(node.selection_set, child)
+        reads += READS.get((parent.name, node.name.value), 0)
         argument = definition.args.get("first")
         if argument is None:
-            return rows, results
+            return rows, results, reads
         first = self._first(node, argument.default_value)
-        return rows + first, first + first * results
+        return rows + first, first + first * results, reads
 
     def _first(self, node: FieldNode, default: Any) -> int:
         value: Any = default

@@ -70,6 +70,11 @@ class ReadDatabase:
     async def admit(self, holder: object) -> None:
         """Wait (cheaply, in FIFO order) until ``holder`` may use a connection."""
         try:
+            self._admitted.acquire_on_behalf_of_nowait(holder)
+            return
+        except anyio.WouldBlock:
+            pass
+        try:
             with anyio.fail_after(self.settings.queue_timeout_seconds):
                 await self._admitted.acquire_on_behalf_of(holder)
         except TimeoutError:

@@ -22,12 +22,12 @@ histories cost one statement.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import anyio
-from sqlalchemy import Connection, ScalarSelect, select
+from sqlalchemy import Connection
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from strawberry.dataloader import DataLoader
@@ -36,18 +36,14 @@ from query_api import reads
 from query_api.cursors import parse_event_cursor
 from query_api.database import ReadDatabase, timed_out
 from query_api.errors import DatabaseUnavailable, QueryTimeout, UserInputError
+from query_api.reads import ACTIVE, Generation
 from schema.db import SchemaError, active_generation
-from schema.tables import generations
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 HistoryKey = tuple[str, int, "str | None"]  # delivery id, first, after
 
-#: The served generation as a subquery of each statement (read in its snapshot).
-ACTIVE: ScalarSelect[int] = (
-    select(generations.c.generation).where(generations.c.status == "active").scalar_subquery()
-)
 UNAVAILABLE = "the read model is unavailable (unreachable or not migrated; see /readyz)"
 
 
@@ -60,7 +56,10 @@ class ReadSession:
         self._conn: Connection | None = None
         self._admitted = False
         self._statements = 0
-        self._lock = anyio.Lock()  # one statement at a time on the one connection
+        self._one_statement = False
+        # One statement at a time on the one connection (asyncio's lock: no loop
+        # iteration when uncontended, unlike anyio's).
+        self._lock = asyncio.Lock()
         self.deliveries = DataLoader[str, "RowMapping | None"](load_fn=self._load_deliveries)
         self.histories = DataLoader[HistoryKey, reads.HistoryPage](load_fn=self._load_histories)
 
@@ -78,6 +77,11 @@ class ReadSession:
                 " ask for smaller pages (`first`) or fewer aliases"
             )
 
+    def expect_one_statement(self) -> None:
+        """The operation runs one statement (``query_api.cost``): its thread trip also
+        gives the connection back, so closing needs no second trip."""
+        self._one_statement = True
+
     async def generation(self) -> int:
         """The generation this operation reads (in its snapshot)."""
         if self._generation is None:
@@ -89,9 +93,7 @@ class ReadSession:
 
         ``generation`` is ``ACTIVE`` (a subquery) or, once read, the number.
         """
-        generation: int | ScalarSelect[int] = (
-            ACTIVE if self._generation is None else self._generation
-        )
+        generation: Generation = ACTIVE if self._generation is None else self._generation
         return await self._statement(fn, generation, *args)
 
     async def aclose(self) -> None:
@@ -117,7 +119,11 @@ class ReadSession:
         if self._conn is None:
             conn = self._db.engine.connect()
             if conn.dialect.name == "postgresql":
+                # One statement is a snapshot by itself: in autocommit it costs one
+                # round trip instead of BEGIN, SELECT and ROLLBACK.
                 conn = conn.execution_options(
+                    isolation_level="AUTOCOMMIT"
+                ) if self._one_statement else conn.execution_options(
                     isolation_level="REPEATABLE READ", postgresql_readonly=True
                 )
             self._conn = conn
@@ -149,6 +155,10 @@ class ReadSession:
             self._release()
             raise self._failure(exc) from exc
         self._statements += 1
+        if self._one_statement:
+            if self._statements > 1:  # the estimate missed a reader: say so, loudly
+                log.error("an operation expected to run one statement ran %s", self._statements)
+            self._release()
         return result
 
     def _failure(self, exc: SQLAlchemyError) -> Exception:
