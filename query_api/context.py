@@ -34,7 +34,7 @@ class Services:
         return ReadSession(self.database, max_nodes=self.settings.max_nodes)
 
 
-#: The session of the operation being executed (set by ``extensions.SessionScope``).
+#: The session of the operation being executed (set by ``extensions.OperationScope``).
 current_session: ContextVar[ReadSession | None] = ContextVar("current_session", default=None)
 
 

@@ -1,5 +1,12 @@
 """The schema's safety net and instruments: limits, caches, error masking, metrics.
 
+Strawberry runs every hook of every extension for every request, and the hook
+machinery, not the work in it, is what a small extension costs (a measurable
+share of a ``delivery(id)`` request). So what one operation needs around it (the
+token limit, the validation rules, its read session, the cost budget, the
+metrics) is one extension, ``OperationScope``, beside strawberry's two document
+caches and its error masking.
+
 Every extension is given as a factory so each request gets its own instance, but
 the validation rules are built once: ``ValidationCache`` keys on the rule
 classes, and a fresh class per request would never hit.
@@ -14,22 +21,17 @@ from typing import Any
 
 from graphql import GraphQLError
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
-from strawberry.extensions import (
-    AddValidationRules,
-    MaskErrors,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import MaskErrors, ParserCache, SchemaExtension, ValidationCache
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 
-from query_api.cost import estimate
-from query_api.errors import QueryApiError, UserInputError
+from query_api.budget import CostBudget
+from query_api.context import current_session
+from query_api.errors import QueryApiError
 from query_api.settings import Settings
 
 MASKED_MESSAGE = "Internal error; it has been logged."
+Observe = Callable[[str, str, str, float], None]
 
 
 def should_mask(error: GraphQLError) -> bool:
@@ -44,69 +46,60 @@ def should_mask(error: GraphQLError) -> bool:
     return not isinstance(original, (QueryApiError, GraphQLError))
 
 
-class SessionScope(SchemaExtension):
-    """Gives each operation its own read session (one snapshot), closed when it ends."""
+class OperationScope(SchemaExtension):
+    """One operation's frame: limits before parsing, its read session, budget, metrics.
 
-    async def on_operation(self) -> AsyncIterator[None]:
-        from query_api.context import current_session
-
-        context = self.execution_context.context
-        services = getattr(context, "services", None)
-        if services is None:
-            yield
-            return
-        session = services.new_session()
-        token = current_session.set(session)
-        try:
-            yield
-        finally:
-            current_session.reset(token)
-            await session.aclose()
-
-
-class CostBudget(SchemaExtension):
-    """Refuses an operation whose estimated cost passes the budget, before any SQL.
-
-    Runs after validation (the document is well formed), with the request's
-    variables; a refusal becomes the operation's only error, with no data.
+    - the token limit (a parse option) and the depth/alias/introspection rules;
+    - its own read session (one snapshot), closed when the operation ends;
+    - the cost budget, checked after validation and before execution, so a
+      refused query runs no SQL; an operation that can run only one statement
+      tells its session so;
+    - its count and latency per operation name (``query_api.metrics``).
     """
 
-    def __init__(self, max_cost: int, max_nodes: int) -> None:
-        self._max_cost = max_cost
-        self._max_nodes = max_nodes
+    def __init__(
+        self,
+        *,
+        max_tokens: int,
+        rules: tuple[type[ASTValidationRule], ...],
+        budget: CostBudget,
+        observe: Observe | None,
+    ) -> None:
+        self._max_tokens = max_tokens
+        self._rules = rules
+        self._budget = budget
+        self._observe = observe
+
+    async def on_operation(self) -> AsyncIterator[None]:
+        ctx = self.execution_context
+        start = time.perf_counter()
+        ctx.parse_options["max_tokens"] = self._max_tokens
+        ctx.validation_rules = ctx.validation_rules + self._rules
+        services = getattr(ctx.context, "services", None)
+        if services is None:
+            yield
+        else:
+            session = services.new_session()
+            token = current_session.set(session)
+            try:
+                yield
+            finally:
+                current_session.reset(token)
+                await session.aclose()
+        if self._observe is not None:
+            self._instrument(time.perf_counter() - start)
 
     def on_execute(self) -> Iterator[None]:
         ctx = self.execution_context
         if ctx.graphql_document is not None:
-            cost = estimate(
-                ctx.schema._schema, ctx.graphql_document, ctx.operation_name, ctx.variables
-            )
-            if cost.rows > self._max_cost:
-                raise UserInputError(self._refusal(cost.rows, cost.results))
+            cost = self._budget.check(ctx)
+            session = current_session.get()
+            if session is not None and cost.reads == 1:
+                session.expect_one_statement()
         yield
 
-    def _refusal(self, rows: int, results: int) -> str:
-        asked = (
-            f"the query asks for more than {self._max_nodes} results (up to {results})"
-            if results > self._max_nodes
-            else f"the query may read {rows} rows"
-        )
-        return (
-            f"{asked}: its pages add up to {rows} rows (the `first` of every list, "
-            f"summed over aliases and fragments), over the budget of {self._max_cost};"
-            " ask for smaller pages (`first`) or fewer aliases"
-        )
-
-
-class Instrument(SchemaExtension):
-    """Counts operations and their latency per operation name (see ``query_api.metrics``)."""
-
-    def __init__(self, observe: Callable[[str, str, str, float], None]) -> None:
-        self._observe = observe
-
-    def on_operation(self) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
+    def _instrument(self, seconds: float) -> None:
+        assert self._observe is not None
         ctx = self.execution_context
         try:
             kind = ctx.operation_type.value
@@ -115,11 +108,11 @@ class Instrument(SchemaExtension):
         result: Any = ctx.result
         errors = getattr(result, "errors", None) or ctx.pre_execution_errors
         outcome = "error" if errors else "ok"
-        self._observe(ctx.operation_name or "", kind, outcome, time.perf_counter() - start)
+        self._observe(ctx.operation_name or "", kind, outcome, seconds)
 
 
 def extensions_for(
-    settings: Settings, observe: Callable[[str, str, str, float], None] | None = None
+    settings: Settings, observe: Observe | None = None
 ) -> list[Callable[[], SchemaExtension]]:
     rules: list[type[ASTValidationRule]] = [
         depth_rule(settings.max_depth, None),
@@ -128,15 +121,16 @@ def extensions_for(
     if settings.production:
         rules.append(NoSchemaIntrospectionCustomRule)
     size = settings.document_cache_size
-    extensions: list[Callable[[], SchemaExtension]] = [
-        partial(MaxTokensLimiter, settings.max_tokens),
+    budget = CostBudget(settings.max_cost, settings.max_nodes, size)
+    return [
+        partial(
+            OperationScope,
+            max_tokens=settings.max_tokens,
+            rules=tuple(rules),
+            budget=budget,
+            observe=observe,
+        ),
         partial(ParserCache, maxsize=size),
-        partial(AddValidationRules, rules),
         partial(ValidationCache, maxsize=size),
         partial(MaskErrors, should_mask_error=should_mask, error_message=MASKED_MESSAGE),
-        partial(CostBudget, settings.max_cost, settings.max_nodes),
-        SessionScope,
     ]
-    if observe is not None:
-        extensions.insert(0, partial(Instrument, observe))
-    return extensions

@@ -1,0 +1,62 @@
+"""The cost budget at request time: the estimate of ``query_api.cost``, cached and enforced.
+
+An estimate depends on the text, the operation and the integer variables (a
+`first` can only be one of those), so ``delivery(id: $id)`` with a new id each
+time is estimated once, not per request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strawberry.types import ExecutionContext
+
+from query_api.cost import Cost, estimate
+from query_api.errors import UserInputError
+
+
+class CostBudget:
+    """Refuses, before any SQL, an operation whose pages add up past ``max_cost``."""
+
+    def __init__(self, max_cost: int, max_nodes: int, cache_size: int) -> None:
+        self.max_cost = max_cost
+        self.max_nodes = max_nodes
+        self._cache_size = cache_size
+        self._costs: dict[tuple[Any, ...], Cost] = {}
+
+    def check(self, ctx: ExecutionContext) -> Cost:
+        """The operation's cost; ``UserInputError`` when it is over the budget."""
+        cost = self._estimate(ctx)
+        if cost.rows > self.max_cost:
+            raise UserInputError(self._refusal(cost))
+        return cost
+
+    def _estimate(self, ctx: ExecutionContext) -> Cost:
+        variables = ctx.variables or {}
+        key = (
+            ctx.query,
+            ctx.operation_name,
+            tuple(sorted((k, v) for k, v in variables.items() if type(v) is int)),
+        )
+        cost = self._costs.get(key)
+        if cost is None:
+            assert ctx.graphql_document is not None
+            cost = estimate(
+                ctx.schema._schema, ctx.graphql_document, ctx.operation_name, variables
+            )
+            if len(self._costs) >= self._cache_size:
+                self._costs.clear()  # rare: a working set larger than the cache
+            self._costs[key] = cost
+        return cost
+
+    def _refusal(self, cost: Cost) -> str:
+        asked = (
+            f"the query asks for more than {self.max_nodes} results (up to {cost.results})"
+            if cost.results > self.max_nodes
+            else f"the query may read {cost.rows} rows"
+        )
+        return (
+            f"{asked}: its pages add up to {cost.rows} rows (the `first` of every list, "
+            f"summed over aliases and fragments), over the budget of {self.max_cost};"
+            " ask for smaller pages (`first`) or fewer aliases"
+        )
