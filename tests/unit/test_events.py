@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schema.events import (
     ALIASES,
@@ -16,7 +18,9 @@ from schema.events import (
     Event,
     EventParseError,
     EventType,
+    _fast_object,
     canonical_type,
+    decode_value,
     make_event,
     parse_message,
     parse_time,
@@ -639,3 +643,51 @@ def test_nesting_beyond_the_limit_is_a_dead_letter_not_a_crash() -> None:
             parse_message(json.dumps(nested(depth)).encode() if depth < 900
                           else ('{"eventId":"n","data":' + "[" * depth + "]" * depth + "}").encode())
         assert caught.value.code in (ErrorCode.INVALID_JSON,)
+
+
+# -- the orjson fast path ------------------------------------------------------------
+_json_scalars = (
+    st.none() | st.booleans() | st.text(max_size=20)
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _typed(value: Any) -> Any:
+    """The value with each number's type kept, so 1 and 1.0 differ."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _json_values, max_size=6), st.booleans())
+def test_the_fast_path_decodes_exactly_what_the_careful_path_does(
+    body: dict[str, Any], ascii_only: bool
+) -> None:
+    raw = json.dumps(body, ensure_ascii=ascii_only).encode("utf-8")
+    fast = _fast_object(raw)
+    try:
+        decoded = decode_value(raw)
+    except EventParseError:  # a NUL or a lone surrogate: only the careful path may say so
+        assert fast is None
+        return
+    careful = json.loads(raw.decode("utf-8"))
+    assert _typed(decoded) == _typed(careful)
+    if fast is not None:
+        assert _typed(fast) == _typed(careful)
+
+
+def test_the_fast_path_leaves_long_numbers_and_escapes_to_the_careful_path() -> None:
+    assert _fast_object(b'{"n": 18446744073709551616}') is None  # orjson would give a float
+    assert _fast_object(b'{"s": "\\u0041"}') is None
+    assert _fast_object(b' {"a": 1}') is None
+    assert _fast_object(b'{"a": 1}') == {"a": 1}
+    assert decode_value(b'{"n": 18446744073709551616}') == {"n": 18446744073709551616}
