@@ -5,29 +5,35 @@ and the dead letters of one batch in a single database transaction, and only if
 this process still owns every partition in it (its ``owner_epoch`` is current)
 and the generation it writes is still the one it was started for. Anything less
 is rolled back whole, so a crash or a lost partition never leaves half a batch.
+
+The parts: ``prepare_batch`` parses (no database); the fence (``_move``) and the
+generation check guard the transaction; ``fold_batch`` (pure) decides each
+row; ``PgTables``/``SqliteTables`` hold each dialect's fixed statements.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select, text, update
+from sqlalchemy import Connection, Engine, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from projector.errors import Fenced, GenerationChanged, StoreUnavailable
-from projector.fold import DeliveryRow, State, apply, fold
+from projector.fold import DeliveryRow, fold, fold_batch
 from projector.sources.base import SourceMessage, TopicPartition
+from projector.store.base import BatchResult, Claim, PreparedBatch, prepare_batch
+from projector.store.failures import first_line, is_database_error, is_retryable
+from projector.store.pg import PgTables
+from projector.store.rows import history_row
+from projector.store.sqlite import SqliteTables
 from schema.db import redacted
-from schema.events import Event, EventParseError, make_event, parse_message
+from schema.events import Event, EventParseError
 from schema.tables import (
     dead_letters,
     deliveries,
@@ -38,8 +44,6 @@ from schema.tables import (
 
 log = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "delivery_updated"
-
 
 def owner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -49,60 +53,13 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class Claim:
-    """This process's hold on one partition of one generation."""
-
-    epoch: int
-    next_offset: int
-
-
-@dataclass
-class BatchResult:
-    messages: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    dead_letters: int = 0
-    refolded: int = 0
-    changed: set[str] = field(default_factory=set)
-    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
-
-
-class ReadModelStore(Protocol):
-    """What the projector loop needs from the read model."""
-
-    def claim(self, generation: int, tp: TopicPartition, start: int = 0) -> Claim: ...
-
-    def apply_batch(
-        self,
-        generation: int,
-        messages: Sequence[SourceMessage],
-        claims: Mapping[TopicPartition, Claim],
-        *,
-        require_status: str = "active",
-    ) -> BatchResult: ...
-
-    def offsets(self, generation: int) -> dict[TopicPartition, int]: ...
-
-    def advance(
-        self,
-        generation: int,
-        tp: TopicPartition,
-        claim: Claim,
-        offset: int,
-        *,
-        require_status: str = "active",
-    ) -> None: ...
-
-    def active_generation(self) -> int: ...
-
-
 class SqlStore:
     def __init__(self, engine: Engine, source_tz: tzinfo = UTC) -> None:
         self.engine = engine
         self.source_tz = source_tz
         self.owner = owner_name()
         self._pg = engine.dialect.name == "postgresql"
+        self.tables: PgTables | SqliteTables = PgTables() if self._pg else SqliteTables()
 
     # -- generations ------------------------------------------------------------
     def active_generation(self) -> int:
@@ -219,44 +176,40 @@ class SqlStore:
                     )
 
     # -- the batch --------------------------------------------------------------
+    def prepare(self, messages: Sequence[SourceMessage]) -> PreparedBatch:
+        """Parse a batch (no database): events, and the messages that are dead letters."""
+        return prepare_batch(messages, self.source_tz)
+
     def apply_batch(
         self,
         generation: int,
-        messages: Sequence[SourceMessage],
+        batch: PreparedBatch | Sequence[SourceMessage],
         claims: Mapping[TopicPartition, Claim],
         *,
         require_status: str = "active",
     ) -> BatchResult:
         """Apply one batch in one transaction; raises ``Fenced`` or ``GenerationChanged``.
 
-        ``messages`` must continue each partition exactly at its claim's offset.
+        The batch must continue each partition exactly at its claim's offset.
         """
-        result = BatchResult(messages=len(messages))
-        by_tp: dict[TopicPartition, list[SourceMessage]] = defaultdict(list)
-        for message in messages:
-            by_tp[message.tp].append(message)
+        prepared = batch if isinstance(batch, PreparedBatch) else self.prepare(batch)
+        result = BatchResult(messages=len(prepared.messages))
+        ends: dict[TopicPartition, int] = {}
+        for message in prepared.messages:
+            ends[message.tp] = message.offset + 1
 
         with self._begin() as conn:
             self._check_generation(conn, generation, require_status)
             # Fence first: this also locks the partitions' offset rows for the transaction.
-            for tp in sorted(by_tp):
-                next_offset = by_tp[tp][-1].offset + 1
-                self._move(conn, generation, tp, claims[tp], next_offset)
-                result.next_offsets[tp] = next_offset
-
-            events: list[tuple[Event, SourceMessage]] = []
-            for message in messages:
-                try:
-                    event = parse_message(
-                        message.value, message.key, message.headers, self.source_tz
-                    )
-                except EventParseError as exc:
-                    self._dead_letter(conn, generation, message, exc)
-                    result.dead_letters += 1
-                    continue
-                events.append((event, message))
-
-            self._apply_events(conn, generation, events, result, notify=require_status == "active")
+            for tp in sorted(ends):
+                self._move(conn, generation, tp, claims[tp], ends[tp])
+                result.next_offsets[tp] = ends[tp]
+            for message, exc in prepared.dead:
+                self._dead_letter(conn, generation, message, exc)
+            result.dead_letters = len(prepared.dead)
+            self._apply_events(
+                conn, generation, prepared.events, result, notify=require_status == "active"
+            )
         return result
 
     def apply_replayed(
@@ -283,34 +236,41 @@ class SqlStore:
         *,
         notify: bool,
     ) -> None:
-        if self._pg and events:
-            self._lock_deliveries(conn, {event.delivery_id for event, _ in events})
-        new_events = self._insert_history(conn, generation, events)
+        if not events:
+            return
+        first: dict[str, tuple[Event, SourceMessage]] = {}
+        for event, message in events:
+            first.setdefault(event.event_id, (event, message))
+        raw = _driver(conn)
+        ids = {event.delivery_id for event, _ in first.values()}
+        self.tables.lock_deliveries(raw, generation, sorted(ids))
+        inserted = self.tables.insert_history(
+            raw, generation, [history_row(e, m) for e, m in first.values()], now()
+        )
+        new_events = [e for event_id, (e, _) in first.items() if event_id in inserted]
         result.applied += len(new_events)
         result.duplicates += len(events) - len(new_events)
-        if new_events:
-            result.refolded += self._fold_into_rows(conn, generation, new_events)
-            changed = {e.delivery_id for e in new_events}
-            result.changed |= changed
-            if self._pg and notify:
-                self._notify(conn, generation, changed)
+        if not new_events:
+            return
+        changed = {e.delivery_id for e in new_events}
+        current = self.tables.load_rows(raw, generation, sorted(changed))
+        decision = fold_batch(current, new_events)
+        rows = decision.rows + self._refolded(raw, generation, decision.refold)
+        self.tables.upsert_rows(raw, generation, rows)
+        result.refolded += len(decision.refold)
+        result.changed |= changed
+        if notify:
+            self.tables.notify(raw, generation, changed)
 
-    def _lock_deliveries(self, conn: Connection, ids: set[str]) -> None:
-        """Serialise writers of the same delivery (PostgreSQL; SQLite has one writer).
-
-        Events of one delivery normally share a partition, and so a writer; but a
-        producer without the delivery id as key would spread them, and two
-        consumers must then not fold the same row from two stale reads. The locks
-        are taken in one order, so two batches cannot deadlock on them.
-        """
-        conn.execute(
-            text(
-                "SELECT pg_advisory_xact_lock(h) FROM ("
-                " SELECT hashtextextended(id, 0) AS h FROM unnest(CAST(:ids AS text[])) AS id"
-                " ORDER BY h) AS ordered"
-            ),
-            {"ids": sorted(ids)},
-        )
+    def _refolded(self, raw: Any, generation: int, ids: Sequence[str]) -> list[DeliveryRow]:
+        """The rows of these deliveries folded again from their whole history."""
+        rows: list[DeliveryRow] = []
+        for part in _chunks(list(ids), 1000):
+            for history in self.tables.load_history(raw, generation, part, self.source_tz).values():
+                row = fold(history)
+                if row is not None:
+                    rows.append(row)
+        return rows
 
     def _check_generation(self, conn: Connection, generation: int, status: str) -> None:
         query = select(generations.c.status).where(generations.c.generation == generation)
@@ -349,125 +309,6 @@ class SqlStore:
         )
         conn.execute(self._insert(dead_letters).values(**values).on_conflict_do_nothing())
 
-    def _insert_history(
-        self, conn: Connection, generation: int, events: Sequence[tuple[Event, SourceMessage]]
-    ) -> list[Event]:
-        """Insert the events not seen before (by id); returns those, first copy winning."""
-        if not events:
-            return []
-        first: dict[str, tuple[Event, SourceMessage]] = {}
-        for event, message in events:
-            first.setdefault(event.event_id, (event, message))
-        applied_at = now()
-        rows = [
-            _history_row(generation, event, message, applied_at)
-            for event, message in first.values()
-        ]
-        stmt = (
-            self._insert(delivery_events)
-            .on_conflict_do_nothing(index_elements=["generation", "event_id"])
-            .returning(delivery_events.c.event_id)
-        )
-        inserted: set[str] = set()
-        for chunk in _chunks(rows, 500):
-            inserted.update(conn.execute(stmt, chunk).scalars())
-        return [first[event_id][0] for event_id in first if event_id in inserted]
-
-    def _fold_into_rows(self, conn: Connection, generation: int, new_events: list[Event]) -> int:
-        by_delivery: dict[str, list[Event]] = defaultdict(list)
-        for event in new_events:
-            by_delivery[event.delivery_id].append(event)
-        current = self._load_rows(conn, generation, list(by_delivery))
-        refold: list[str] = []
-        rows: list[DeliveryRow] = []
-        for delivery_id, events in by_delivery.items():
-            events.sort(key=lambda e: e.sort_key)
-            row = current.get(delivery_id)
-            if row is not None and events[0].sort_key < row.fold_key:
-                refold.append(delivery_id)
-                continue
-            for event in events:
-                row = apply(row, event)
-            assert row is not None
-            rows.append(row)
-        for history in self._load_history(conn, generation, refold).values():
-            row = fold(history)
-            assert row is not None
-            rows.append(row)
-        self._upsert_rows(conn, generation, rows)
-        return len(refold)
-
-    def _load_rows(
-        self, conn: Connection, generation: int, ids: Sequence[str]
-    ) -> dict[str, DeliveryRow]:
-        out: dict[str, DeliveryRow] = {}
-        for chunk in _chunks(list(ids), 500):
-            for r in conn.execute(
-                select(deliveries).where(
-                    deliveries.c.generation == generation, deliveries.c.delivery_id.in_(chunk)
-                )
-            ):
-                out[r.delivery_id] = row_from_db(r._mapping)
-        return out
-
-    def _load_history(
-        self, conn: Connection, generation: int, ids: Sequence[str]
-    ) -> dict[str, list[Event]]:
-        out: dict[str, list[Event]] = defaultdict(list)
-        for chunk in _chunks(list(ids), 200):
-            for r in conn.execute(
-                select(delivery_events).where(
-                    delivery_events.c.generation == generation,
-                    delivery_events.c.delivery_id.in_(chunk),
-                )
-            ):
-                out[r.delivery_id].append(self.event_from_db(r._mapping))
-        return out
-
-    def event_from_db(self, r: Mapping[Any, Any]) -> Event:
-        """An event of the history; its ETA as read when it was first applied."""
-        event = make_event(
-            r["event_id"],
-            r["event_type"],
-            r["delivery_id"],
-            r["occurred_at"],
-            r["sequence"],
-            r["data"],
-            self.source_tz,
-        )
-        if event.estimated_delivery_at is None:
-            return event
-        return replace(event, estimated_delivery_at=r["estimated_delivery_at"])
-
-    def _upsert_rows(self, conn: Connection, generation: int, rows: Sequence[DeliveryRow]) -> None:
-        if not rows:
-            return
-        values = [row_to_db(generation, row) for row in rows]
-        stmt = self._insert(deliveries)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["generation", "delivery_id"],
-            set_={c: stmt.excluded[c] for c in values[0] if c not in ("generation", "delivery_id")},
-        )
-        for chunk in _chunks(values, 500):
-            conn.execute(stmt, chunk)
-
-    def _notify(self, conn: Connection, generation: int, ids: Iterable[str]) -> None:
-        """PostgreSQL NOTIFY, delivered to listeners only if this transaction commits."""
-        batch: list[str] = []
-        size = 0
-        for delivery_id in sorted(ids):
-            if size + len(delivery_id) > 7000:
-                self._send(conn, generation, batch)
-                batch, size = [], 0
-            batch.append(delivery_id)
-            size += len(delivery_id) + 4
-        if batch:
-            self._send(conn, generation, batch)
-
-    def _send(self, conn: Connection, generation: int, ids: list[str]) -> None:
-        payload = json.dumps({"generation": generation, "ids": ids}, ensure_ascii=False)
-        conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, payload)))
-
     # -- repair (rebuild --in-place) ----------------------------------------------
     def refold(
         self,
@@ -498,14 +339,10 @@ class SqlStore:
                     raise GenerationChanged(
                         f"generation {generation} is {found or 'gone'}, not {require_status}"
                     )
-                if self._pg:
-                    self._lock_deliveries(conn, set(part))
-                rows = []
-                for history in self._load_history(conn, generation, part).values():
-                    row = fold(history)
-                    if row is not None:
-                        rows.append(row)
-                self._upsert_rows(conn, generation, rows)
+                raw = _driver(conn)
+                self.tables.lock_deliveries(raw, generation, part)
+                rows = self._refolded(raw, generation, part)
+                self.tables.upsert_rows(raw, generation, rows)
                 done += len(rows)
         return done
 
@@ -559,7 +396,11 @@ class SqlStore:
 
 
 class _Guard:
-    """A connection (or transaction) whose connection failures become ``StoreUnavailable``."""
+    """A connection (or transaction) whose retryable failures become ``StoreUnavailable``.
+
+    The batch's statements go through SQLAlchemy and, on the hot path, straight
+    through the driver: both kinds of error are classified here, by code.
+    """
 
     def __init__(self, engine: Engine, *, begin: bool) -> None:
         self.engine = engine
@@ -576,54 +417,17 @@ class _Guard:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
             self._cm.__exit__(exc_type, exc, tb)
-        except (OperationalError, InterfaceError) as failure:
-            raise unavailable(self.engine, failure) from failure
-        if isinstance(exc, (OperationalError, InterfaceError)) and _is_disconnect(exc):
+        except Exception as failure:  # the commit (or rollback) itself failed
+            if is_database_error(failure) and is_retryable(failure):
+                raise unavailable(self.engine, failure) from failure
+            raise
+        if exc is not None and is_database_error(exc) and is_retryable(exc):
             raise unavailable(self.engine, exc) from exc
 
 
-def _is_disconnect(exc: DBAPIError) -> bool:
-    """A lost or refused connection, as opposed to a bad statement or a lock timeout."""
-    if exc.connection_invalidated:
-        return True
-    text = str(exc.orig).lower()
-    return any(
-        word in text
-        for word in (
-            "connection",
-            "server closed",
-            "terminating",
-            "could not connect",
-            "timeout",
-            "locked",
-            "deadlock",
-            "could not serialize",
-        )
-    )
-
-
-def unavailable(engine: Engine, exc: DBAPIError) -> StoreUnavailable:
-    detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-    return StoreUnavailable(f"database {redacted(str(engine.url))} is unavailable: {detail}")
-
-
-def _history_row(
-    generation: int, event: Event, message: SourceMessage, applied_at: datetime
-) -> dict[str, Any]:
-    return dict(
-        generation=generation,
-        event_id=event.event_id,
-        delivery_id=event.delivery_id,
-        event_type=event.event_type,
-        known=1 if event.known else 0,
-        occurred_at=event.occurred_at,
-        sequence=event.sequence,
-        data=dict(event.data),
-        estimated_delivery_at=event.estimated_delivery_at,
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        applied_at=applied_at,
+def unavailable(engine: Engine, exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"database {redacted(str(engine.url))} is unavailable: {first_line(exc)}"
     )
 
 
@@ -648,48 +452,9 @@ def deliveries_since(
     return out
 
 
-def row_to_db(generation: int, row: DeliveryRow) -> dict[str, Any]:
-    occurred_at, sequence, event_id = row.fold_key
-    return dict(
-        generation=generation,
-        delivery_id=row.delivery_id,
-        order_id=row.order_id,
-        shop_id=row.shop_id,
-        rider_id=row.rider_id,
-        state=row.state.value,
-        created_at=row.created_at,
-        assigned_at=row.assigned_at,
-        picked_up_at=row.picked_up_at,
-        delivered_at=row.delivered_at,
-        cancelled_at=row.cancelled_at,
-        cancel_reason=row.cancel_reason,
-        estimated_delivery_at=row.estimated_delivery_at,
-        last_event_at=row.last_event_at,
-        event_count=row.event_count,
-        fold_occurred_at=occurred_at,
-        fold_sequence=sequence,
-        fold_event_id=event_id,
-    )
-
-
-def row_from_db(r: Mapping[Any, Any]) -> DeliveryRow:
-    return DeliveryRow(
-        delivery_id=r["delivery_id"],
-        state=State(r["state"]),
-        last_event_at=r["last_event_at"],
-        event_count=int(r["event_count"]),
-        fold_key=(r["fold_occurred_at"], int(r["fold_sequence"]), r["fold_event_id"]),
-        order_id=r["order_id"],
-        shop_id=r["shop_id"],
-        rider_id=r["rider_id"],
-        created_at=r["created_at"],
-        assigned_at=r["assigned_at"],
-        picked_up_at=r["picked_up_at"],
-        delivered_at=r["delivered_at"],
-        cancelled_at=r["cancelled_at"],
-        cancel_reason=r["cancel_reason"],
-        estimated_delivery_at=r["estimated_delivery_at"],
-    )
+def _driver(conn: Connection) -> Any:
+    """The DBAPI connection under ``conn``, inside the same transaction."""
+    return conn.connection.driver_connection
 
 
 def _header_text(value: bytes | None) -> str | None:
@@ -702,13 +467,3 @@ def _header_text(value: bytes | None) -> str | None:
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-__all__ = [
-    "BatchResult",
-    "Claim",
-    "ReadModelStore",
-    "SqlStore",
-    "row_from_db",
-    "row_to_db",
-]

@@ -1,0 +1,113 @@
+"""What the projector loop, rebuild and verify need from the read model: one narrow interface.
+
+``ReadModelStore`` is the port; ``SqlStore`` (``projector.store.sql``) is the
+adapter for SQLite and PostgreSQL, and the loop's unit tests use an in-memory
+fake of the same protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from typing import Protocol
+
+from projector.sources.base import SourceMessage, TopicPartition
+from schema.events import Event, EventParseError, parse_message
+
+
+@dataclass(frozen=True)
+class Claim:
+    """This process's hold on one partition of one generation."""
+
+    epoch: int
+    next_offset: int
+
+
+@dataclass
+class BatchResult:
+    messages: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    refolded: int = 0
+    changed: set[str] = field(default_factory=set)
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch parsed and ready to write: no database was needed to get here.
+
+    Parsing is the CPU-heavy half of a batch; keeping it apart lets the loop parse
+    the next batch while the database writes this one.
+    """
+
+    messages: Sequence[SourceMessage]
+    events: Sequence[tuple[Event, SourceMessage]]
+    dead: Sequence[tuple[SourceMessage, EventParseError]]
+
+
+class ReadModelStore(Protocol):
+    """What the projector loop, rebuild and verify need from the read model."""
+
+    def active_generation(self) -> int: ...
+
+    def claim(self, generation: int, tp: TopicPartition, start: int = 0) -> Claim: ...
+
+    def prepare(self, messages: Sequence[SourceMessage]) -> PreparedBatch: ...
+
+    def apply_batch(
+        self,
+        generation: int,
+        batch: PreparedBatch | Sequence[SourceMessage],
+        claims: Mapping[TopicPartition, Claim],
+        *,
+        require_status: str = "active",
+    ) -> BatchResult:
+        """Apply one batch in one transaction; raises ``Fenced`` or ``GenerationChanged``.
+
+        The batch must continue each partition exactly at its claim's offset.
+        Plain messages are prepared first.
+        """
+        ...
+
+    def offsets(self, generation: int) -> dict[TopicPartition, int]: ...
+
+    def epochs(self, generation: int) -> dict[TopicPartition, int]: ...
+
+    def advance(
+        self,
+        generation: int,
+        tp: TopicPartition,
+        claim: Claim,
+        offset: int,
+        *,
+        require_status: str = "active",
+    ) -> None: ...
+
+    def set_offsets(self, generation: int, offsets: Mapping[TopicPartition, int]) -> None: ...
+
+    def refold(
+        self, generation: int, delivery_ids: Iterable[str], *, require_status: str = "active"
+    ) -> int: ...
+
+    def deliveries_replayed(
+        self, generation: int, starts: Mapping[TopicPartition, int]
+    ) -> set[str]: ...
+
+    def deliveries_without_row(self, generation: int) -> set[str]: ...
+
+
+def prepare_batch(messages: Sequence[SourceMessage], source_tz: tzinfo) -> PreparedBatch:
+    """Parse every message of a batch; the unparseable ones become dead letters."""
+    events: list[tuple[Event, SourceMessage]] = []
+    dead: list[tuple[SourceMessage, EventParseError]] = []
+    for message in messages:
+        try:
+            event = parse_message(message.value, message.key, message.headers, source_tz)
+        except EventParseError as exc:
+            dead.append((message, exc))
+            continue
+        events.append((event, message))
+    return PreparedBatch(messages, events, dead)
