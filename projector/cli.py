@@ -33,7 +33,7 @@ settings (environment; flags of the same name win):
   KAFKA_GROUP_ID           default delivery-projector
   SOURCE_TIMEZONE          zone of times without an offset (default UTC)
   BUSINESS_TIMEZONE        zone that defines a statistics day (default UTC)
-  PROJECTOR_BATCH_SIZE, PROJECTOR_BATCH_MAX_WAIT_MS   batching (500, 200)
+  PROJECTOR_BATCH_SIZE, PROJECTOR_BATCH_MAX_WAIT_MS   batching (2000, 200)
   LOG_FORMAT               'text' (default) or 'json'
 """
 
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--topic", help="Kafka topic (KAFKA_TOPIC)")
     common.add_argument("--group-id", help="Kafka consumer group (KAFKA_GROUP_ID)")
     common.add_argument("--source-timezone", help="zone of times without offset (SOURCE_TIMEZONE)")
-    common.add_argument("--batch-size", type=int, help="messages per transaction (default 500)")
+    common.add_argument("--batch-size", type=int, help="messages per transaction (default 2000)")
     common.add_argument("--batch-max-wait-ms", type=int, help="longest wait to fill a batch")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 

@@ -67,6 +67,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         batch_size=settings.batch_size,
         batch_max_wait_ms=settings.batch_max_wait_ms,
         progress=stderr_progress if args.until_caught_up else _periodic_log,
+        pipeline=True,
     )
     install_stop_signals(projector.stop)
     try:

@@ -19,13 +19,14 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, cast
 
 from projector.errors import Fenced, GenerationChanged, SourceUnavailable, StoreUnavailable
 from projector.sources.base import EventSource, SourceMessage, TopicPartition
-from projector.store import BatchResult, Claim, ReadModelStore
+from projector.store import BatchResult, Claim, PreparedBatch, ReadModelStore
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Projector:
         max_backoff: float = 30.0,
         limits: dict[TopicPartition, int] | None = None,
         yield_when_fenced: bool = False,
+        pipeline: bool = False,
     ) -> None:
         self.source = source
         self.store = store
@@ -107,6 +109,13 @@ class Projector:
         # Used by an in-place rebuild so it never fights the live projector.
         self.yield_when_fenced = yield_when_fenced
         self.released: set[TopicPartition] = set()
+        # ``pipeline``: write a batch in a worker thread while this thread polls and
+        # parses the next one (the database works on the other core meanwhile). At
+        # most one batch is in flight; ``self.claims`` then already stand where it
+        # will leave them, and a failure of it discards the next one unwritten.
+        self.pipeline = pipeline
+        self._writer: ThreadPoolExecutor | None = None
+        self._in_flight: Future[BatchResult] | None = None
 
     # -- public -------------------------------------------------------------------
     def run(
@@ -126,13 +135,19 @@ class Projector:
             partitions = self.source.partitions()
             targets = self.source.end_offsets(partitions)
         last_report = 0.0
-        while not self.stop_event.is_set():
-            if targets is not None and self._caught_up(targets):
-                break
-            self._step()
-            if self.progress is not None and time.monotonic() - last_report >= 1.0:
-                last_report = time.monotonic()
-                self.progress(self._positions(), targets, self.totals)
+        try:
+            while not self.stop_event.is_set():
+                if targets is not None and self._caught_up(targets):
+                    break
+                self._step()
+                if self.progress is not None and time.monotonic() - last_report >= 1.0:
+                    last_report = time.monotonic()
+                    self.progress(self._positions(), targets, self.totals)
+            self._guarded(self._drain)  # a batch in flight commits before we return
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
         if self.progress is not None:
             self.progress(self._positions(), targets, self.totals)
         return self.totals
@@ -142,30 +157,84 @@ class Projector:
 
     # -- one step -----------------------------------------------------------------
     def _step(self) -> None:
+        self._guarded(self._poll_and_apply)
+
+    def _poll_and_apply(self) -> None:
+        self._reconcile()
+        if self.released and not self.claims:
+            self._drain()
+            return  # every partition left to the projector that took it
+        messages = self.source.poll(self.batch_size, self.batch_max_wait_ms)
+        batch = self._admit(messages)
+        prepared = self.store.prepare(batch) if batch else None
+        self._drain()  # the previous batch must commit before this one is written
+        self._advance_idle({m.tp for m in messages})
+        if prepared is None:
+            return
+        assert self.generation is not None
+        claims = {tp: self.claims[tp] for tp in {m.tp for m in batch}}
+        if not self.pipeline:
+            self._finish(self._write(self.generation, prepared, claims))
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer")
+        self._in_flight = self._writer.submit(self._write, self.generation, prepared, claims)
+        # Where the batch leaves each partition once it commits: the next batch
+        # continues from there.
+        for tp in claims:
+            last = max(m.offset for m in batch if m.tp == tp)
+            self.claims[tp] = Claim(claims[tp].epoch, last + 1)
+
+    def _write(
+        self, generation: int, prepared: PreparedBatch, claims: Mapping[TopicPartition, Claim]
+    ) -> BatchResult:
+        return self.store.apply_batch(
+            generation, prepared, claims, require_status=self.require_status
+        )
+
+    def _drain(self) -> None:
+        """Wait for the batch in flight, if any; its failure is raised here."""
+        pending, self._in_flight = self._in_flight, None
+        if pending is not None:
+            self._finish(pending.result())
+
+    def _finish(self, result: BatchResult) -> None:
+        self._failures = 0
+        for tp, offset in result.next_offsets.items():
+            if tp in self.claims:
+                self.claims[tp] = Claim(self.claims[tp].epoch, offset)
+        self.totals.add(result)
+        self.source.commit_hint(result.next_offsets)
+        if self.on_batch is not None:
+            self.on_batch(result)
+
+    def _settle(self) -> None:
+        """After a failure: let a batch still in flight end, and count it if it committed.
+
+        Its own failure needs nothing more: the claims are dropped or re-read next.
+        The batch prepared after it is never written (it is read again).
+        """
+        pending, self._in_flight = self._in_flight, None
+        if pending is None:
+            return
         try:
-            self._reconcile()
-            if self.released and not self.claims:
-                return  # every partition left to the projector that took it
-            messages = self.source.poll(self.batch_size, self.batch_max_wait_ms)
-            batch = self._admit(messages)
-            self._advance_idle({m.tp for m in messages})
-            if not batch:
-                return
-            assert self.generation is not None
-            result = self.store.apply_batch(
-                self.generation,
-                batch,
-                {tp: self.claims[tp] for tp in {m.tp for m in batch}},
-                require_status=self.require_status,
-            )
+            self._finish(pending.result())
+        except (Fenced, GenerationChanged, SourceUnavailable, StoreUnavailable) as exc:
+            log.info("the batch in flight did not commit either: %s", exc)
+
+    def _guarded(self, work: Callable[[], None]) -> None:
+        """Run ``work``; a lost partition, a switched generation or an outage is handled here."""
+        try:
+            work()
         except Fenced as exc:
+            self._settle()
             if self.yield_when_fenced:
                 self._release_lost(exc)
                 return
             log.warning("fenced: %s; re-claiming", exc)
             self.claims.clear()
-            return
         except GenerationChanged as exc:
+            self._settle()
             if not self.follow_active:
                 raise
             self.generation = self._retry(self.store.active_generation)
@@ -173,18 +242,10 @@ class Projector:
                 "generation changed (%s); now projecting into generation %s", exc, self.generation
             )
             self.claims.clear()
-            return
         except (SourceUnavailable, StoreUnavailable) as exc:
+            self._settle()
             self._backoff(exc)
             self.claims.clear()  # positions are re-read from the read model after a failure
-            return
-        self._failures = 0
-        for tp, offset in result.next_offsets.items():
-            self.claims[tp] = Claim(self.claims[tp].epoch, offset)
-        self.totals.add(result)
-        self.source.commit_hint(result.next_offsets)
-        if self.on_batch is not None:
-            self.on_batch(result)
 
     def _reconcile(self) -> None:
         """Claim newly owned partitions (and seek to their stored offsets); drop lost ones."""

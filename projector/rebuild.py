@@ -547,6 +547,7 @@ def _projector(
         batch_max_wait_ms=settings.batch_max_wait_ms,
         progress=hook,
         yield_when_fenced=yield_when_fenced,
+        pipeline=True,
     )
     install_stop_signals(projector.stop)
     return projector

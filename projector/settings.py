@@ -27,7 +27,7 @@ class Settings:
     kafka_group_id: str = "delivery-projector"
     source_timezone: str = "UTC"
     business_timezone: str = "UTC"
-    batch_size: int = 500
+    batch_size: int = 2000
     batch_max_wait_ms: int = 200
 
     @classmethod

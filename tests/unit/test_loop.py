@@ -21,7 +21,7 @@ from projector.fold import fold
 from projector.loop import Projector
 from projector.sources.base import EventSource, SourceMessage, TopicPartition
 from projector.sources.file import FileSource
-from projector.store import BatchResult, Claim, ReadModelStore, SqlStore, row_to_db
+from projector.store import BatchResult, Claim, PreparedBatch, ReadModelStore, SqlStore, row_to_db
 from schema.db import make_engine, migrate
 from schema.events import parse_message
 from schema.tables import dead_letters, projection_offsets
@@ -145,14 +145,18 @@ class FakeStore(ReadModelStore):
         self.epoch[generation, tp] += 1
         return Claim(self.epoch[generation, tp], self.next[generation, tp])
 
+    def prepare(self, messages: Sequence[SourceMessage]) -> PreparedBatch:
+        return PreparedBatch(messages, [], [])
+
     def apply_batch(
         self,
         generation: int,
-        messages: Sequence[SourceMessage],
+        batch: PreparedBatch | Sequence[SourceMessage],
         claims: Mapping[TopicPartition, Claim],
         *,
         require_status: str = "active",
     ) -> BatchResult:
+        messages = batch.messages if isinstance(batch, PreparedBatch) else batch
         self.calls.append("apply")
         if self.batch_failures:
             self.batch_failures -= 1
@@ -225,10 +229,14 @@ def started(source: EventSource, store: ReadModelStore, **kwargs: Any) -> Projec
 
 
 # -- the loop -------------------------------------------------------------------------
-def test_projects_every_partition_until_caught_up() -> None:
+PIPELINE = pytest.mark.parametrize("pipeline", [False, True], ids=["serial", "pipelined"])
+
+
+@PIPELINE
+def test_projects_every_partition_until_caught_up(pipeline: bool) -> None:
     source = FakeSource({P0: log_of(P0, range(7)), P1: log_of(P1, range(4))})
     store = FakeStore()
-    totals = projector(source, store).run(until_caught_up=True)
+    totals = projector(source, store, pipeline=pipeline).run(until_caught_up=True)
     assert store.applied == {P0: list(range(7)), P1: list(range(4))}
     assert store.offsets(1) == {P0: 7, P1: 4}
     assert totals.messages == 11 and totals.applied == 11
@@ -236,11 +244,12 @@ def test_projects_every_partition_until_caught_up() -> None:
     assert source.hints[-1] in ({P0: 7}, {P1: 4}, {P0: 7, P1: 4})
 
 
-def test_resumes_at_the_offset_stored_in_the_read_model() -> None:
+@PIPELINE
+def test_resumes_at_the_offset_stored_in_the_read_model(pipeline: bool) -> None:
     source = FakeSource({P0: log_of(P0, range(6))})
     store = FakeStore()
     store.next[1, P0] = 4
-    projector(source, store).run(until_caught_up=True)
+    projector(source, store, pipeline=pipeline).run(until_caught_up=True)
     assert source.seeks[0] == (P0, 4)
     assert store.applied[P0] == [4, 5]
 
@@ -261,6 +270,26 @@ def test_fenced_drops_the_claims_and_claims_again() -> None:
     assert store.claims == 2
     assert source.seeks[-1] == (P0, 5)  # re-claimed at the stored offset, not its own
     assert store.applied[P0] == [0, 1, 2, 5, 6, 7, 8]  # nothing twice, nothing skipped
+
+
+def test_pipelined_a_refused_batch_in_flight_discards_the_next_and_re_claims() -> None:
+    source = FakeSource({P0: log_of(P0, range(12))})
+    store = FakeStore()
+    proj = started(source, store, pipeline=True)
+    proj._step()  # claims P0; batch 0..2 goes to the writer
+    proj._step()  # 0..2 commits; 3..5 in flight, claims already at 6
+    assert store.applied[P0] == [0, 1, 2]
+    assert proj.claims[P0].next_offset == 6
+    assert proj._in_flight is not None
+    proj._in_flight.result()
+    store.take_over(P0, applied_up_to=4)  # another consumer moved on meanwhile
+    store.applied[P0] = store.applied[P0][:3] + [3]  # ... having applied offset 3
+    store.next[1, P0] = 4
+    proj.run(until_caught_up=True)
+    assert store.offsets(1) == {P0: 12}
+    applied = store.applied[P0]
+    assert applied[:4] == [0, 1, 2, 3] and sorted(applied) == applied
+    assert applied[4:] == list(range(4, 12)) or applied[4:] == list(range(3, 12))[1:]
 
 
 def test_yield_when_fenced_leaves_the_partition_to_its_new_owner() -> None:
@@ -333,12 +362,13 @@ def test_messages_of_a_partition_not_claimed_are_not_applied() -> None:
     assert P1 not in store.applied
 
 
+@PIPELINE
 def test_transient_failures_are_retried_and_nothing_is_skipped(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, pipeline: bool,
 ) -> None:
     source = FakeSource({P0: log_of(P0, range(10)), P1: log_of(P1, range(5))})
     store = FakeStore()
-    proj = projector(source, store)
+    proj = projector(source, store, pipeline=pipeline)
     proj._step = _failing(proj._step, source, store)  # type: ignore[method-assign]
     caplog.set_level("WARNING", logger="projector.loop")
     totals = proj.run(until_caught_up=True)
