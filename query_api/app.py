@@ -25,6 +25,7 @@ from query_api._middleware import BearerAuth, BodyLimit, CountRequests
 from query_api.context import Services
 from query_api.database import ReadDatabase
 from query_api.feed import ChangeFeed
+from query_api.lanes import HeavyLane
 from query_api.metrics import Metrics
 from query_api.offsets import EndOffsets
 from query_api.schema import build_schema
@@ -50,11 +51,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         database = ReadDatabase(settings)
+        heavy = HeavyLane()
+        heavy.start()
+        database.heavy_loop = heavy.loop
         services = Services(
             settings=settings,
             database=database,
             end_offsets=EndOffsets(settings),
             feed=ChangeFeed(database.engine, settings),
+            heavy=heavy,
         )
         services.feed.services = services
         app.state.services = services
@@ -63,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             await services.feed.stop()
+            heavy.stop()
             services.end_offsets.close()
             database.dispose()
 

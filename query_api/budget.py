@@ -7,8 +7,10 @@ time is estimated once, not per request.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from graphql import DocumentNode, GraphQLError, GraphQLSchema
 from strawberry.types import ExecutionContext
 
 from query_api.cost import Cost, estimate
@@ -31,23 +33,41 @@ class CostBudget:
             raise UserInputError(self._refusal(cost))
         return cost
 
+    def peek(
+        self,
+        schema: GraphQLSchema,
+        query: str,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+        parse: Callable[[str], DocumentNode],
+    ) -> Cost | None:
+        """The cost before strawberry parses and validates (to choose a lane), or None
+        when the document does not parse: the operation's own errors say why."""
+        key = _key(query, operation_name, variables)
+        cost = self._costs.get(key)
+        if cost is None:
+            try:
+                cost = estimate(schema, parse(query), operation_name, variables)
+            except (GraphQLError, TypeError, ValueError, AttributeError):
+                return None  # not validated yet: let validation word the problem
+            self._remember(key, cost)
+        return cost
+
     def _estimate(self, ctx: ExecutionContext) -> Cost:
-        variables = ctx.variables or {}
-        key = (
-            ctx.query,
-            ctx.operation_name,
-            tuple(sorted((k, v) for k, v in variables.items() if type(v) is int)),
-        )
+        key = _key(ctx.query, ctx.operation_name, ctx.variables)
         cost = self._costs.get(key)
         if cost is None:
             assert ctx.graphql_document is not None
             cost = estimate(
-                ctx.schema._schema, ctx.graphql_document, ctx.operation_name, variables
+                ctx.schema._schema, ctx.graphql_document, ctx.operation_name, ctx.variables
             )
-            if len(self._costs) >= self._cache_size:
-                self._costs.clear()  # rare: a working set larger than the cache
-            self._costs[key] = cost
+            self._remember(key, cost)
         return cost
+
+    def _remember(self, key: tuple[Any, ...], cost: Cost) -> None:
+        if len(self._costs) >= self._cache_size:
+            self._costs.clear()  # rare: a working set larger than the cache
+        self._costs[key] = cost
 
     def _refusal(self, cost: Cost) -> str:
         asked = (
@@ -60,3 +80,14 @@ class CostBudget:
             f"summed over aliases and fragments), over the budget of {self.max_cost};"
             " ask for smaller pages (`first`) or fewer aliases"
         )
+
+
+def _key(
+    query: str | None, operation_name: str | None, variables: Mapping[str, Any] | None
+) -> tuple[Any, ...]:
+    ints = (
+        tuple(sorted((k, v) for k, v in variables.items() if type(v) is int))
+        if isinstance(variables, Mapping)
+        else ()
+    )
+    return (query, operation_name, ints)

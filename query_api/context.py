@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from query_api.database import ReadDatabase
+from query_api.lanes import HeavyLane
 from query_api.offsets import EndOffsets
 from query_api.session import ReadSession
 from query_api.settings import Settings
@@ -25,6 +26,8 @@ class Services:
     database: ReadDatabase
     end_offsets: EndOffsets
     feed: ChangeFeed
+    #: Where operations estimated as heavy run (None: everything on the main loop).
+    heavy: HeavyLane | None = None
 
     @property
     def engine(self) -> Engine:

@@ -8,16 +8,20 @@ again while threads waited on one another. Here one number,
 database, the DB worker threads and the pooled connections, so a connection is
 always free for an admitted operation and reused; the rest wait in a fair
 asynchronous queue (no thread, no connection) for at most
-``QUERY_API_QUEUE_TIMEOUT_SECONDS``.
+``QUERY_API_QUEUE_TIMEOUT_SECONDS``. The heavy lane (``query_api.lanes``) runs its
+own event loop, so it gets its own slots and threads
+(``QUERY_API_HEAVY_CONCURRENCY``) and its own share of the pool: heavy operations
+queue behind each other, never in front of light ones.
 
 Every statement is bounded by ``QUERY_API_STATEMENT_TIMEOUT_SECONDS``: on
 PostgreSQL as the connection's ``statement_timeout`` (a connect option, so it
 costs no round trip), on SQLite by a progress handler that interrupts a
-statement past its deadline.
+statement past its deadline (in the DB thread's CPU time, see ``_Deadline``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -43,15 +47,31 @@ _DEADLINE = "query_api.deadline"
 
 
 class _Deadline:
-    """When the running SQLite statement must stop (``inf``: no statement running)."""
+    """When the running SQLite statement must stop (``inf``: no statement running).
+
+    Measured in the DB thread's own CPU time: pysqlite gives up the GIL around every
+    step, so under a busy process wall time would also count the waits for the GIL
+    (seconds for a few thousand rows), and an innocent statement would be stopped.
+    """
 
     __slots__ = ("at",)
 
     def __init__(self) -> None:
         self.at = math.inf
 
+    def arm(self, seconds: float) -> None:
+        self.at = time.thread_time() + seconds
+
     def passed(self) -> int:
-        return 1 if time.monotonic() > self.at else 0
+        return 1 if time.thread_time() > self.at else 0
+
+
+class _Limits:
+    __slots__ = ("slots", "threads")
+
+    def __init__(self, size: int) -> None:
+        self.slots = anyio.CapacityLimiter(size)
+        self.threads = anyio.CapacityLimiter(size)
 
 
 class ReadDatabase:
@@ -64,31 +84,49 @@ class ReadDatabase:
         self.sqlite = self.engine.dialect.name == "sqlite"
         if self.sqlite and self.timeout > 0:
             _install_interrupts(self.engine)
-        self._admitted = anyio.CapacityLimiter(settings.db_concurrency)
-        self._threads = anyio.CapacityLimiter(settings.db_concurrency)
+        self.heavy_loop: asyncio.AbstractEventLoop | None = None
+        # Limiters belong to one event loop: (slots, threads) per loop, made there.
+        self._limits: dict[asyncio.AbstractEventLoop, _Limits] = {}
 
-    async def admit(self, holder: object) -> None:
-        """Wait (cheaply, in FIFO order) until ``holder`` may use a connection."""
+    def _lane(self) -> _Limits:
+        loop = asyncio.get_running_loop()
+        limits = self._limits.get(loop)
+        if limits is None:
+            size = (
+                self.settings.heavy_concurrency
+                if loop is self.heavy_loop
+                else self.settings.db_concurrency
+            )
+            limits = self._limits[loop] = _Limits(size)
+        return limits
+
+    async def admit(self, holder: object) -> object:
+        """Wait (cheaply, in FIFO order) until ``holder`` may use a connection.
+
+        Returns the ticket to hand back to ``leave``."""
+        slots = self._lane().slots
         try:
-            self._admitted.acquire_on_behalf_of_nowait(holder)
-            return
+            slots.acquire_on_behalf_of_nowait(holder)
+            return slots
         except anyio.WouldBlock:
             pass
         try:
             with anyio.fail_after(self.settings.queue_timeout_seconds):
-                await self._admitted.acquire_on_behalf_of(holder)
+                await slots.acquire_on_behalf_of(holder)
+            return slots
         except TimeoutError:
             raise Busy(
                 "the API is busy: no database slot freed within "
                 f"{self.settings.queue_timeout_seconds:g}s; try again"
             ) from None
 
-    def leave(self, holder: object) -> None:
-        self._admitted.release_on_behalf_of(holder)
+    def leave(self, holder: object, ticket: object) -> None:
+        assert isinstance(ticket, anyio.CapacityLimiter)
+        ticket.release_on_behalf_of(holder)
 
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` in one of the DB worker threads."""
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._threads)
+        """``fn(*args)`` in one of the DB worker threads (of this loop's lane)."""
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._lane().threads)
 
     def bounded(self, conn: Connection, fn: Callable[..., T], *args: Any) -> T:
         """``fn(conn, *args)`` with the statement timeout armed (SQLite; PostgreSQL's is
@@ -96,7 +134,7 @@ class ReadDatabase:
         deadline: _Deadline | None = conn.info.get(_DEADLINE) if self.sqlite else None
         if deadline is None:
             return fn(conn, *args)
-        deadline.at = time.monotonic() + self.timeout
+        deadline.arm(self.timeout)
         try:
             return fn(conn, *args)
         finally:
@@ -112,7 +150,7 @@ def build_engine(settings: Settings) -> Engine:
     No pre-ping: it would cost a round trip per operation; a connection found dead
     is retried once instead (``query_api.session``).
     """
-    size = settings.db_concurrency + SPARE_CONNECTIONS
+    size = settings.db_concurrency + settings.heavy_concurrency + SPARE_CONNECTIONS
     kwargs: dict[str, Any] = {
         "pool_size": size,
         "max_overflow": 0,

@@ -112,7 +112,7 @@ class OperationScope(SchemaExtension):
 
 
 def extensions_for(
-    settings: Settings, observe: Observe | None = None
+    settings: Settings, observe: Observe | None = None, budget: CostBudget | None = None
 ) -> list[Callable[[], SchemaExtension]]:
     rules: list[type[ASTValidationRule]] = [
         depth_rule(settings.max_depth, None),
@@ -121,7 +121,7 @@ def extensions_for(
     if settings.production:
         rules.append(NoSchemaIntrospectionCustomRule)
     size = settings.document_cache_size
-    budget = CostBudget(settings.max_cost, settings.max_nodes, size)
+    budget = budget or budget_for(settings)
     return [
         partial(
             OperationScope,
@@ -134,3 +134,7 @@ def extensions_for(
         partial(ValidationCache, maxsize=size),
         partial(MaskErrors, should_mask_error=should_mask, error_message=MASKED_MESSAGE),
     ]
+
+
+def budget_for(settings: Settings) -> CostBudget:
+    return CostBudget(settings.max_cost, settings.max_nodes, settings.document_cache_size)

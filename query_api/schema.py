@@ -14,16 +14,19 @@ from datetime import date
 from typing import Annotated, Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import DocumentNode, GraphQLError
+from strawberry.extensions.parser_cache import _get_parse_cache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, Info
 from strawberry.types.graphql import OperationType
 from strawberry.utils.logging import StrawberryLogger
 
 from query_api import reads
+from query_api.budget import CostBudget
 from query_api.context import Context
 from query_api.cursors import DeliveryKey, delivery_cursor, parse_delivery_cursor
-from query_api.extensions import extensions_for, should_mask
+from query_api.extensions import budget_for, extensions_for, should_mask
+from query_api.lanes import HeavyLane
 from query_api.reads import DeliveryFilterSpec
 from query_api.scalars import SCALARS
 from query_api.settings import Settings
@@ -131,12 +134,16 @@ def build_schema(
     observe: Callable[[str, str, str, float], None] | None = None,
 ) -> strawberry.Schema:
     """The schema with the extensions ``settings`` ask for; ``observe`` receives metrics."""
-    return _Schema(
+    settings = settings or Settings()
+    budget = budget_for(settings)
+    built = _Schema(
         query=Query,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALARS),
-        extensions=extensions_for(settings or Settings(), observe),
+        extensions=extensions_for(settings, observe, budget),
     )
+    built.route_heavy(settings, budget)
+    return built
 
 
 class _Schema(strawberry.Schema):
@@ -146,13 +153,53 @@ class _Schema(strawberry.Schema):
     `first` in a loop would flood the log.
     """
 
+    _budget: CostBudget | None = None
+    _heavy_cost = 0
+    _parse: Callable[..., DocumentNode] | None = None
+    _max_tokens = 0
+
+    def route_heavy(self, settings: Settings, budget: CostBudget) -> None:
+        """Operations estimated over ``settings.heavy_cost`` run on the heavy lane."""
+        self._budget = budget
+        self._heavy_cost = settings.heavy_cost
+        # ParserCache's own cache: the document is parsed once for both uses.
+        self._parse = _get_parse_cache(settings.document_cache_size)
+        self._max_tokens = settings.max_tokens
+
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         """Plain HTTP runs queries only: a subscription gets a 400 that says so, not a
-        masked null (subscriptions are served over a WebSocket, graphql-transport-ws)."""
+        masked null (subscriptions are served over a WebSocket, graphql-transport-ws).
+        A heavy operation runs on the heavy lane (``query_api.lanes``)."""
         allowed = kwargs.get("allowed_operation_types")
         if allowed is not None:
             kwargs["allowed_operation_types"] = set(allowed) - {OperationType.SUBSCRIPTION}
+        lane = self._lane_for(*args, **kwargs)
+        if lane is not None:
+            return await lane.run(lambda: super(_Schema, self).execute(*args, **kwargs))
         return await super().execute(*args, **kwargs)
+
+    def _lane_for(
+        self,
+        query: str | None = None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any = None,
+        *_: Any,
+        operation_name: str | None = None,
+        **__: Any,
+    ) -> HeavyLane | None:
+        services = getattr(context_value, "services", None)
+        lane: HeavyLane | None = getattr(services, "heavy", None)
+        if lane is None or lane.loop is None or self._budget is None or not query:
+            return None
+        parse = self._parse
+        assert parse is not None
+        cost = self._budget.peek(
+            self._schema, query, operation_name, variable_values,
+            lambda text: parse(text, max_tokens=self._max_tokens),
+        )
+        if cost is None or not self._heavy_cost < cost.rows <= self._budget.max_cost:
+            return None  # light, unparsable, or about to be refused: no need to move
+        return lane
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

@@ -54,7 +54,7 @@ class ReadSession:
         self._nodes = 0
         self._generation: int | None = None
         self._conn: Connection | None = None
-        self._admitted = False
+        self._ticket: object | None = None
         self._statements = 0
         self._one_statement = False
         # One statement at a time on the one connection (asyncio's lock: no loop
@@ -103,15 +103,14 @@ class ReadSession:
                 if self._conn is not None:
                     await self._db.in_thread(self._release)
             finally:
-                if self._admitted:
-                    self._admitted = False
-                    self._db.leave(self)
+                ticket, self._ticket = self._ticket, None
+                if ticket is not None:
+                    self._db.leave(self, ticket)
 
     async def _statement(self, fn: Callable[..., T], *args: Any) -> T:
         async with self._lock:
-            if not self._admitted:
-                await self._db.admit(self)
-                self._admitted = True
+            if self._ticket is None:
+                self._ticket = await self._db.admit(self)
             return await self._db.in_thread(self._call, fn, *args)
 
     # -- in the DB thread -----------------------------------------------------------

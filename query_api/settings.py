@@ -51,6 +51,10 @@ class Settings:
     #: Operations reading the database at once: pooled connections and DB worker
     #: threads. Further operations wait in a cheap asynchronous queue.
     db_concurrency: int = 4
+    #: An operation estimated over this many rows runs on the heavy lane
+    #: (``query_api.lanes``), which has its own ``heavy_concurrency`` slots.
+    heavy_cost: int = 200
+    heavy_concurrency: int = 4
     #: Longest wait in that queue before the operation is refused as busy.
     queue_timeout_seconds: float = 10.0
     #: Longest run of one SQL statement (PostgreSQL statement_timeout, SQLite
@@ -88,6 +92,8 @@ class Settings:
             max_nodes=_int(env, "QUERY_API_MAX_NODES", d.max_nodes),
             max_cost=_int(env, "QUERY_API_MAX_COST", d.max_cost),
             db_concurrency=_int(env, "QUERY_API_DB_CONCURRENCY", d.db_concurrency),
+            heavy_cost=_int(env, "QUERY_API_HEAVY_COST", d.heavy_cost),
+            heavy_concurrency=_int(env, "QUERY_API_HEAVY_CONCURRENCY", d.heavy_concurrency),
             queue_timeout_seconds=_float(
                 env, "QUERY_API_QUEUE_TIMEOUT_SECONDS", d.queue_timeout_seconds
             ),
@@ -112,9 +118,11 @@ class Settings:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not between 0 and 65535")
         for name in ("max_depth", "max_aliases", "max_tokens", "max_body_bytes", "max_nodes",
-                     "max_cost", "db_concurrency"):
+                     "max_cost", "db_concurrency", "heavy_concurrency"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"QUERY_API_{name.upper()} must be at least 1")
+        if self.heavy_cost < 0:
+            raise ConfigError("QUERY_API_HEAVY_COST must be 0 or more")
         if not self.queue_timeout_seconds > 0:
             raise ConfigError("QUERY_API_QUEUE_TIMEOUT_SECONDS must be more than 0")
         if not self.statement_timeout_seconds >= 0:

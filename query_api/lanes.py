@@ -1,0 +1,64 @@
+"""A second event loop, in its own thread, for operations estimated to be heavy.
+
+graphql-core completes a resolved subtree synchronously: when the histories of
+4,500 deliveries arrive, completing them holds the event loop for seconds, and
+every other request on that loop (``/healthz``, a ``delivery(id)``) waits. The
+cost estimate (``query_api.cost``) is known before execution, so an operation over
+``QUERY_API_HEAVY_COST`` runs on this lane's loop instead: heavy operations then
+share one thread among themselves while the main loop keeps answering (the GIL
+is handed over at least every few milliseconds). Light operations, the common
+case, stay on the main loop and pay nothing for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class HeavyLane:
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    def start(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=loop.run_forever, name="query-api-heavy-lane", daemon=True
+        )
+        self._loop = loop
+        self._thread.start()
+
+    async def run(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``await work()`` on the lane's loop; cancelling the caller cancels it there."""
+        assert self._loop is not None, "the lane is started by the app's lifespan"
+
+        async def call() -> T:
+            return await work()
+
+        future = asyncio.run_coroutine_threadsafe(call(), self._loop)
+        return await asyncio.wrap_future(future)
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+
+        def shutdown() -> None:
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.stop()
+
+        loop.call_soon_threadsafe(shutdown)
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            loop.close()
