@@ -32,6 +32,15 @@ settings (environment; flags of the same meaning win):
   QUERY_API_ALLOW_UNAUTHENTICATED=1         like --allow-unauthenticated
   QUERY_API_MAX_DEPTH (12), QUERY_API_MAX_ALIASES (30), QUERY_API_MAX_TOKENS (2000),
   QUERY_API_MAX_NODES (100000), QUERY_API_MAX_BODY_BYTES (65536)   limits on one request
+  QUERY_API_MAX_COST (5000)      budget checked before any SQL: the `first` of every
+                                 list field, summed over aliases and fragments
+  QUERY_API_STATEMENT_TIMEOUT_SECONDS (5)   longest SQL statement; 0 turns it off
+  QUERY_API_DB_CONCURRENCY (4)   operations reading the database at once (pooled
+                                 connections, DB threads); the rest wait in a queue
+  QUERY_API_QUEUE_TIMEOUT_SECONDS (10)      longest wait in that queue ("busy" after)
+  QUERY_API_HEAVY_COST (200), QUERY_API_HEAVY_CONCURRENCY (4)   operations estimated
+                                 over HEAVY_COST rows run on a separate event loop
+                                 with their own slots, so they never hold up the rest
 
 Without tokens the API listens only on a loopback address, unless
 --allow-unauthenticated says something in front of it authenticates.

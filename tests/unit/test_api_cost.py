@@ -88,15 +88,19 @@ def test_request_path_settings_come_from_the_environment() -> None:
     settings = Settings.from_env({
         "QUERY_API_MAX_COST": "900", "QUERY_API_DB_CONCURRENCY": "6",
         "QUERY_API_QUEUE_TIMEOUT_SECONDS": "2.5", "QUERY_API_STATEMENT_TIMEOUT_SECONDS": "0",
+        "QUERY_API_HEAVY_COST": "0", "QUERY_API_HEAVY_CONCURRENCY": "2",
     })
     assert (settings.max_cost, settings.db_concurrency) == (900, 6)
+    assert (settings.heavy_cost, settings.heavy_concurrency) == (0, 2)
     assert (settings.queue_timeout_seconds, settings.statement_timeout_seconds) == (2.5, 0.0)
     defaults = Settings.from_env({})
     assert (defaults.max_cost, defaults.db_concurrency, defaults.queue_timeout_seconds,
-            defaults.statement_timeout_seconds) == (5000, 4, 10.0, 5.0)
+            defaults.statement_timeout_seconds, defaults.heavy_cost,
+            defaults.heavy_concurrency) == (5000, 4, 10.0, 5.0, 200, 4)
     for bad in ({"QUERY_API_DB_CONCURRENCY": "0"}, {"QUERY_API_MAX_COST": "x"},
                 {"QUERY_API_QUEUE_TIMEOUT_SECONDS": "0"},
                 {"QUERY_API_STATEMENT_TIMEOUT_SECONDS": "-1"},
-                {"QUERY_API_STATEMENT_TIMEOUT_SECONDS": "nan"}):
+                {"QUERY_API_STATEMENT_TIMEOUT_SECONDS": "nan"},
+                {"QUERY_API_HEAVY_COST": "-1"}, {"QUERY_API_HEAVY_CONCURRENCY": "0"}):
         with pytest.raises(ConfigError):
             Settings.from_env(bad)
