@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -204,10 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings: Settings | None = None
     try:
         settings = settings_from(args)
-        from projector import commands
+        from projector.commands import COMMANDS
 
-        handler = getattr(commands, "cmd_" + args.command.replace("-", "_"))
-        return int(handler(settings, args))
+        return int(COMMANDS[args.command](settings, args))
     except KeyboardInterrupt:
         print("projector: interrupted", file=sys.stderr)
         return 130
@@ -275,17 +273,6 @@ def _setup_logging(verbose: bool) -> None:
         # kafka-python logs every reconnect attempt; our own retries say what matters.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
         logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-def install_stop_signals(stop: Any) -> None:
-    """SIGTERM and SIGINT end the loop after the batch in flight."""
-
-    def _handler(signum: int, _frame: Any) -> None:
-        log.info("signal %s: stopping after the current batch", signum)
-        stop()
-
-    signal.signal(signal.SIGTERM, _handler)
-    signal.signal(signal.SIGINT, _handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,23 +6,24 @@ import argparse
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Engine, select
 
-from projector.errors import ConfigError, ProjectorError, SourceUnavailable, StoreUnavailable
+from projector.errors import ConfigError, ProjectorError, SourceUnavailable
 from projector.loop import Projector, stderr_progress
+from projector.rebuild import run_rebuild, run_verify
+from projector.runtime import install_stop_signals, open_engine
 from projector.settings import Settings
 from projector.sources import open_source
 from projector.sources.base import SourceMessage, TopicPartition
 from projector.store import SqlStore
 from schema import status as status_queries
 from schema.db import (
-    SchemaError,
     active_generation,
-    ensure_migrated,
-    make_engine,
     migrate,
     redacted,
 )
@@ -30,18 +31,6 @@ from schema.events import EventParseError, parse_message
 from schema.tables import dead_letters
 
 log = logging.getLogger("projector")
-
-
-def open_engine(settings: Settings, *, check: bool = True, writer: bool = True) -> Engine:
-    """The read model's engine; readers never take SQLite's write lock."""
-    engine = make_engine(settings.database_url, writer=writer)
-    if check:
-        try:
-            with engine.connect() as conn:
-                ensure_migrated(conn)
-        except SchemaError as exc:
-            raise StoreUnavailable(str(exc)) from None
-    return engine
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -56,8 +45,6 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from projector.cli import install_stop_signals
-
     engine = open_engine(settings)
     store = SqlStore(engine, settings.source_tz)
     source = open_source(settings, group=True)
@@ -66,7 +53,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         store,
         batch_size=settings.batch_size,
         batch_max_wait_ms=settings.batch_max_wait_ms,
-        progress=stderr_progress if args.until_caught_up else _periodic_log,
+        progress=stderr_progress if args.until_caught_up else _EveryHalfMinute(),
         pipeline=True,
     )
     install_stop_signals(projector.stop)
@@ -86,15 +73,16 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-_last_log = [0.0]
+class _EveryHalfMinute:
+    """A progress line at most every 30 s while following the source."""
 
+    def __init__(self) -> None:
+        self._last = 0.0
 
-def _periodic_log(positions: dict[TopicPartition, int], targets: Any, totals: Any) -> None:
-    import time
-
-    if time.monotonic() - _last_log[0] >= 30:
-        _last_log[0] = time.monotonic()
-        stderr_progress(positions, targets, totals)
+    def __call__(self, positions: dict[TopicPartition, int], targets: Any, totals: Any) -> None:
+        if time.monotonic() - self._last >= 30:
+            self._last = time.monotonic()
+            stderr_progress(positions, targets, totals)
 
 
 def collect_status(settings: Settings, ask_source: bool = True) -> dict[str, Any]:
@@ -267,12 +255,22 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
-    from projector.rebuild import run_rebuild
-
     return run_rebuild(settings, args)
 
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
-    from projector.rebuild import run_verify
-
     return run_verify(settings, args)
+
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+#: Every `projector` command, by the name the command line uses.
+COMMANDS: Final[Mapping[str, Command]] = {
+    "migrate": cmd_migrate,
+    "run": cmd_run,
+    "rebuild": cmd_rebuild,
+    "verify": cmd_verify,
+    "status": cmd_status,
+    "dead-letters": cmd_dead_letters,
+    "simulate": cmd_simulate,
+}

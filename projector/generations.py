@@ -18,12 +18,13 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from projector.errors import RebuildError
+from projector.runtime import now
 from projector.sources.base import TopicPartition
 from schema.tables import (
     dead_letters,
@@ -40,10 +41,6 @@ STALE_AFTER = timedelta(seconds=60)
 #: Rows deleted per transaction when a generation is dropped, so the live projector
 #: (one writer at a time on SQLite) is never held up for long.
 DELETE_CHUNK = 5000
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -100,10 +97,6 @@ def _pid_alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
     except OSError:
         return True
-
-
-def owner_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 # -- reading ---------------------------------------------------------------------

@@ -26,9 +26,10 @@ from sqlalchemy import Connection, Engine, func, select
 
 from projector import generations
 from projector.errors import GenerationChanged, RebuildError
-from projector.generations import NotCaughtUp, owner_name
+from projector.generations import NotCaughtUp
 from projector.loop import Projector, Totals
 from projector.progress import Progress, Summary
+from projector.runtime import install_stop_signals, open_engine, owner_name
 from projector.settings import Settings
 from projector.sources import open_source
 from projector.sources.base import EventSource, TopicPartition
@@ -55,8 +56,6 @@ RETIRE_GRACE_SECONDS = 3.0
 def run_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     _check_flags(args)
     spec = parse_spec(args.from_offset)
-    from projector.commands import open_engine
-
     engine = open_engine(settings)
     store = SqlStore(engine, settings.source_tz)
     if args.discard:
@@ -307,8 +306,6 @@ def run_verify(settings: Settings, args: argparse.Namespace) -> int:
     spec = parse_spec(args.from_offset)
     if args.limit < 0:
         raise RebuildError("--limit must not be negative")
-    from projector.commands import open_engine
-
     engine = open_engine(settings)
     store = SqlStore(engine, settings.source_tz)
     owner = owner_name()
@@ -513,8 +510,6 @@ def _projector(
     *,
     yield_when_fenced: bool = False,
 ) -> Projector:
-    from projector.cli import install_stop_signals
-
     stalled: dict[TopicPartition, tuple[int, float]] = {}
 
     def hook(

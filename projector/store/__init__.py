@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from projector.store.base import BatchResult, Claim, PreparedBatch, ReadModelStore, prepare_batch
 from projector.store.rows import row_from_db, row_to_db
-from projector.store.sql import SqlStore, deliveries_since, now, owner_name
+from projector.store.sql import SqlStore, deliveries_since
 from schema.notify import NOTIFY_CHANNEL
 
 __all__ = [
@@ -23,8 +23,6 @@ __all__ = [
     "ReadModelStore",
     "SqlStore",
     "deliveries_since",
-    "now",
-    "owner_name",
     "prepare_batch",
     "row_from_db",
     "row_to_db",

@@ -14,10 +14,8 @@ row; ``PgTables``/``SqliteTables`` hold each dialect's fixed statements.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, select, update
@@ -26,6 +24,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from projector.errors import Fenced, GenerationChanged, StoreUnavailable
 from projector.fold import DeliveryRow, fold, fold_batch
+from projector.runtime import now, owner_name
 from projector.sources.base import SourceMessage, TopicPartition
 from projector.store.base import BatchResult, Claim, PreparedBatch, prepare_batch
 from projector.store.failures import first_line, is_database_error, is_retryable
@@ -43,14 +42,6 @@ from schema.tables import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def owner_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class SqlStore:
