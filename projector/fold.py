@@ -12,25 +12,16 @@ nothing else.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from schema.events import Event, EventType
+from schema.states import TERMINAL, DeliveryState
 
-
-class State(str, enum.Enum):
-    UNKNOWN = "UNKNOWN"
-    CREATED = "CREATED"
-    ASSIGNED = "ASSIGNED"
-    PICKED_UP = "PICKED_UP"
-    DELIVERED = "DELIVERED"
-    CANCELLED = "CANCELLED"
-
-
-TERMINAL: Final = frozenset({State.DELIVERED, State.CANCELLED})
+#: The fold's name for the contract's states (``schema.states``).
+State = DeliveryState
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,6 @@ class OffsetSpec:
     timestamp_ms: int | None = None  # ``@TIME``
 
     @property
-    def is_earliest(self) -> bool:
-        return self.every is None and not self.per_partition and self.timestamp_ms is None
-
-    @property
     def is_time(self) -> bool:
         return self.timestamp_ms is not None
 

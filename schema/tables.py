@@ -185,5 +185,3 @@ dead_letters = Table(
     Index("uq_dead_letters_source", "generation", "topic", "partition", "offset", unique=True),
     Index("ix_dead_letters_status", "generation", "status"),
 )
-
-DELIVERY_STATES = ("UNKNOWN", "CREATED", "ASSIGNED", "PICKED_UP", "DELIVERED", "CANCELLED")

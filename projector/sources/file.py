@@ -8,7 +8,6 @@ caught mid-line is not mistaken for a bad message.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -176,20 +175,3 @@ class FileSource:
             return self.path.stat().st_size
         except OSError as exc:
             raise SourceUnavailable(f"cannot read {self.path}: {exc.strerror}") from exc
-
-
-def read_lines(path: str) -> list[bytes]:
-    """Every line of a JSON Lines file (for tools and tests)."""
-    return Path(path).read_bytes().splitlines()
-
-
-def write_messages(path: str, values: Sequence[dict[str, object] | bytes]) -> None:
-    """Write one message a line (objects as compact JSON, bytes as they are)."""
-    with open(path, "wb") as fh:
-        for value in values:
-            raw = (
-                value
-                if isinstance(value, bytes)
-                else json.dumps(value, ensure_ascii=False).encode()
-            )
-            fh.write(raw + b"\n")
