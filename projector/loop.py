@@ -172,18 +172,19 @@ class Projector:
         if prepared is None:
             return
         assert self.generation is not None
-        claims = {tp: self.claims[tp] for tp in {m.tp for m in batch}}
+        ends: dict[TopicPartition, int] = {}  # where the batch leaves each partition
+        for message in batch:  # in offset order per partition (``_admit``)
+            ends[message.tp] = message.offset + 1
+        claims = {tp: self.claims[tp] for tp in ends}
         if not self.pipeline:
             self._finish(self._write(self.generation, prepared, claims))
             return
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer")
         self._in_flight = self._writer.submit(self._write, self.generation, prepared, claims)
-        # Where the batch leaves each partition once it commits: the next batch
-        # continues from there.
-        for tp in claims:
-            last = max(m.offset for m in batch if m.tp == tp)
-            self.claims[tp] = Claim(claims[tp].epoch, last + 1)
+        # The next batch continues where this one will leave each partition.
+        for tp, end in ends.items():
+            self.claims[tp] = Claim(claims[tp].epoch, end)
 
     def _write(
         self, generation: int, prepared: PreparedBatch, claims: Mapping[TopicPartition, Claim]

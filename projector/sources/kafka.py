@@ -84,7 +84,7 @@ class KafkaSource:
                         offset=record.offset,
                         key=record.key,
                         value=record.value,
-                        headers=tuple((h[0], h[1]) for h in (record.headers or ())),
+                        headers=tuple(record.headers) if record.headers else (),
                         timestamp_ms=record.timestamp,
                     )
                 )
