@@ -34,7 +34,7 @@ from projector.settings import Settings
 from projector.sources import open_source
 from projector.sources.base import EventSource, TopicPartition
 from projector.spec import OffsetSpec, parse_spec, resolve
-from projector.store import SqlStore, deliveries_since
+from projector.store import ReadModelStore, SqlStore, deliveries_since
 from schema.db import make_engine
 from schema.tables import deliveries, delivery_events
 
@@ -95,7 +95,7 @@ def _check_flags(args: argparse.Namespace) -> None:
 def _new_generation(
     settings: Settings,
     engine: Engine,
-    store: SqlStore,
+    store: ReadModelStore,
     spec: OffsetSpec,
     *,
     keep_old: bool,
@@ -122,7 +122,7 @@ def _new_generation(
     return summary
 
 
-def _resume(settings: Settings, engine: Engine, store: SqlStore, *, keep_old: bool) -> Summary:
+def _resume(settings: Settings, engine: Engine, store: ReadModelStore, *, keep_old: bool) -> Summary:
     owner = owner_name()
     with engine.connect() as conn:
         found = generations.running(conn)
@@ -170,7 +170,7 @@ def _discard(engine: Engine) -> Summary:
 def _build_and_switch(
     settings: Settings,
     engine: Engine,
-    store: SqlStore,
+    store: ReadModelStore,
     source: EventSource,
     partitions: list[TopicPartition],
     new: int,
@@ -222,7 +222,7 @@ def _after_switch(engine: Engine, summary: Summary, keep_old: bool) -> None:
 
 
 # -- in place -----------------------------------------------------------------------------
-def _in_place(settings: Settings, engine: Engine, store: SqlStore, spec: OffsetSpec) -> Summary:
+def _in_place(settings: Settings, engine: Engine, store: ReadModelStore, spec: OffsetSpec) -> Summary:
     """Reset the active generation's checkpoints to SPEC and replay into it.
 
     Events already held are skipped by id (``apply_batch``), missing ones are
@@ -346,7 +346,7 @@ def run_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _live_limits(
-    store: SqlStore, live: int, partitions: list[TopicPartition], starts: dict[TopicPartition, int]
+    store: ReadModelStore, live: int, partitions: list[TopicPartition], starts: dict[TopicPartition, int]
 ) -> dict[TopicPartition, int]:
     """Where the live generation stands; a partition it never read stands at its start."""
     stored = store.offsets(live)
@@ -502,7 +502,7 @@ class _Heartbeat:
 def _projector(
     settings: Settings,
     source: EventSource,
-    store: SqlStore,
+    store: ReadModelStore,
     generation: int,
     status: str,
     progress: Progress,
