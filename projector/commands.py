@@ -28,6 +28,7 @@ from schema.db import (
     redacted,
 )
 from schema.events import EventParseError, parse_message
+from schema.lifecycle import DeadLetterStatus
 from schema.tables import dead_letters
 
 log = logging.getLogger("projector")
@@ -142,7 +143,7 @@ def _dead_letters_list(engine: Engine, args: argparse.Namespace) -> int:
         generation = active_generation(conn)
         query = select(dead_letters).where(dead_letters.c.generation == generation)
         if not args.all:
-            query = query.where(dead_letters.c.status == "pending")
+            query = query.where(dead_letters.c.status == DeadLetterStatus.PENDING)
         rows = conn.execute(query.order_by(dead_letters.c.id).limit(args.limit)).all()
     for r in rows:
         value = r.value.decode("utf-8", errors="replace") if r.value is not None else None
@@ -183,7 +184,8 @@ def _dead_letters_replay(engine: Engine, settings: Settings, args: argparse.Name
     with engine.connect() as conn:
         generation = active_generation(conn)
         query = select(dead_letters).where(
-            dead_letters.c.generation == generation, dead_letters.c.status == "pending"
+            dead_letters.c.generation == generation,
+            dead_letters.c.status == DeadLetterStatus.PENDING,
         )
         if args.ids:
             query = query.where(dead_letters.c.id.in_(args.ids))

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from projector.errors import RebuildError
 from projector.runtime import now
 from projector.sources.base import TopicPartition
+from schema.lifecycle import GenerationPurpose, GenerationStatus
 from schema.tables import (
     dead_letters,
     deliveries,
@@ -71,7 +72,8 @@ class Generation:
         return True
 
     def describe(self) -> str:
-        kind = "in-place rebuild of" if self.status == "active" else f"{self.purpose} of"
+        in_place = self.status == GenerationStatus.ACTIVE
+        kind = "in-place rebuild of" if in_place else f"{self.purpose} of"
         beat = "never" if self.heartbeat_at is None else _ago(self.heartbeat_at)
         return (
             f"{kind} generation {self.generation} from {self.from_spec or 'earliest'}"
@@ -106,7 +108,9 @@ def get(conn: Connection, generation: int) -> Generation | None:
 
 
 def active(conn: Connection) -> Generation:
-    row = conn.execute(select(generations).where(generations.c.status == "active")).first()
+    row = conn.execute(
+        select(generations).where(generations.c.status == GenerationStatus.ACTIVE)
+    ).first()
     if row is None:
         raise RebuildError("no active read-model generation; run `projector migrate`")
     return Generation.from_row(row._mapping)
@@ -116,7 +120,7 @@ def running(conn: Connection) -> Generation | None:
     """The rebuild in progress or interrupted: a building generation, or an in-place one."""
     row = conn.execute(
         select(generations)
-        .where(generations.c.status == "building")
+        .where(generations.c.status == GenerationStatus.BUILDING)
         .order_by(generations.c.generation.desc())
     ).first()
     if row is not None:
@@ -138,7 +142,7 @@ def refuse_running(found: Generation) -> RebuildError:
         return RebuildError(
             f"another rebuild is running: {found.describe()}; wait for it to finish"
         )
-    if found.status == "active":
+    if found.status == GenerationStatus.ACTIVE:
         return RebuildError(f"an in-place rebuild was interrupted: {found.describe()}")
     return RebuildError(
         f"a rebuild was interrupted: {found.describe()}; continue it with"
@@ -157,12 +161,16 @@ def create(engine: Engine, *, purpose: str, from_spec: str, owner: str) -> tuple
     with engine.begin() as conn:
         _lock_all(conn)
         found = running(conn)
-        if found is not None and found.purpose == "verify" and found.status == "building" \
-                and not found.alive:
+        if (
+            found is not None
+            and found.purpose == GenerationPurpose.VERIFY
+            and found.status == GenerationStatus.BUILDING
+            and not found.alive
+        ):
             conn.execute(
                 update(generations)
                 .where(generations.c.generation == found.generation)
-                .values(status="failed", heartbeat_at=None)
+                .values(status=GenerationStatus.FAILED, heartbeat_at=None)
             )
             stale_scratch = found.generation
             found = running(conn)
@@ -173,7 +181,8 @@ def create(engine: Engine, *, purpose: str, from_spec: str, owner: str) -> tuple
         new = int(top) + 1
         conn.execute(
             insert(generations).values(
-                generation=new, status="building", purpose=purpose, from_spec=from_spec,
+                generation=new, status=GenerationStatus.BUILDING, purpose=purpose,
+                from_spec=from_spec,
                 owner=owner, created_at=now(), heartbeat_at=now(),
             )
         )
@@ -188,7 +197,7 @@ def take_over(engine: Engine, generation: int, owner: str) -> None:
     with engine.begin() as conn:
         _lock_all(conn)
         found = get(conn, generation)
-        if found is None or found.status != "building":
+        if found is None or found.status != GenerationStatus.BUILDING:
             raise RebuildError(f"generation {generation} is not being built; nothing to resume")
         if found.alive:
             raise refuse_running(found)
@@ -204,7 +213,7 @@ def mark_in_place(engine: Engine, owner: str, spec: str) -> int:
     with engine.begin() as conn:
         _lock_all(conn)
         building = conn.execute(
-            select(generations).where(generations.c.status == "building")
+            select(generations).where(generations.c.status == GenerationStatus.BUILDING)
         ).first()
         if building is not None:
             raise refuse_running(Generation.from_row(building._mapping))
@@ -275,9 +284,11 @@ def switch(engine: Engine, old: int, new: int, owner: str) -> None:
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()
         rows = {r.generation: Generation.from_row(r._mapping) for r in conn.execute(query)}
-        if rows.get(old) is None or rows[old].status != "active":
+        if rows.get(old) is None or rows[old].status != GenerationStatus.ACTIVE:
             raise RebuildError(f"generation {old} is no longer active; not switching")
-        if rows.get(new) is None or rows[new].status != "building" or rows[new].owner != owner:
+        building = rows.get(new)
+        if building is None or building.status != GenerationStatus.BUILDING \
+                or building.owner != owner:
             raise RebuildError(f"generation {new} is no longer ours to build; not switching")
         old_offsets, new_offsets = offsets_of(conn, old), offsets_of(conn, new)
         behind = {
@@ -288,11 +299,13 @@ def switch(engine: Engine, old: int, new: int, owner: str) -> None:
         stamp = now()
         conn.execute(
             update(generations).where(generations.c.generation == old)
-            .values(status="retired", owner=None, heartbeat_at=None)
+            .values(status=GenerationStatus.RETIRED, owner=None, heartbeat_at=None)
         )
         conn.execute(
             update(generations).where(generations.c.generation == new)
-            .values(status="active", activated_at=stamp, owner=None, heartbeat_at=None)
+            .values(
+                status=GenerationStatus.ACTIVE, activated_at=stamp, owner=None, heartbeat_at=None
+            )
         )
 
 
@@ -302,8 +315,11 @@ def discard(engine: Engine, generation: int) -> None:
         _lock_all(conn)
         conn.execute(
             update(generations)
-            .where(generations.c.generation == generation, generations.c.status == "building")
-            .values(status="failed", heartbeat_at=None)
+            .where(
+                generations.c.generation == generation,
+                generations.c.status == GenerationStatus.BUILDING,
+            )
+            .values(status=GenerationStatus.FAILED, heartbeat_at=None)
         )
     drop_rows(engine, generation)
 
@@ -314,12 +330,12 @@ def forget(engine: Engine, generation: int) -> None:
         conn.execute(
             update(generations)
             .where(generations.c.generation == generation)
-            .values(status="failed", heartbeat_at=None)
+            .values(status=GenerationStatus.FAILED, heartbeat_at=None)
         )
     drop_rows(engine, generation)
     with engine.begin() as conn:
         conn.execute(delete(generations).where(
-            generations.c.generation == generation, generations.c.status == "failed"
+            generations.c.generation == generation, generations.c.status == GenerationStatus.FAILED
         ))
 
 
@@ -327,7 +343,7 @@ def drop_rows(engine: Engine, generation: int) -> int:
     """Delete a non-active generation's rows, a chunk per transaction; returns how many."""
     with engine.connect() as conn:
         found = get(conn, generation)
-    if found is not None and found.status == "active":
+    if found is not None and found.status == GenerationStatus.ACTIVE:
         raise RebuildError(f"refusing to drop the rows of the active generation {generation}")
     total = 0
     for table, key in (

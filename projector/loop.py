@@ -27,6 +27,7 @@ from typing import Protocol, TypeVar, cast
 from projector.errors import Fenced, GenerationChanged, SourceUnavailable, StoreUnavailable
 from projector.sources.base import EventSource, SourceMessage, TopicPartition
 from projector.store import BatchResult, Claim, PreparedBatch, ReadModelStore
+from schema.lifecycle import GenerationStatus
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Projector:
         store: ReadModelStore,
         *,
         generation: int | None = None,
-        require_status: str = "active",
+        require_status: str = GenerationStatus.ACTIVE,
         batch_size: int = 500,
         batch_max_wait_ms: int = 200,
         progress: Progress | None = None,

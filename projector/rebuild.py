@@ -36,6 +36,7 @@ from projector.sources.base import EventSource, TopicPartition
 from projector.spec import OffsetSpec, parse_spec, resolve
 from projector.store import ReadModelStore, SqlStore, deliveries_since
 from schema.db import make_engine
+from schema.lifecycle import GenerationPurpose, GenerationStatus
 from schema.tables import deliveries, delivery_events
 
 log = logging.getLogger("projector.rebuild")
@@ -107,7 +108,9 @@ def _new_generation(
         starts = _start_offsets(source, partitions, spec)
         if not allow_empty:
             _refuse_empty(engine, source, partitions, starts, spec)
-        new, old = generations.create(engine, purpose="rebuild", from_spec=spec.text, owner=owner)
+        new, old = generations.create(
+            engine, purpose=GenerationPurpose.REBUILD, from_spec=spec.text, owner=owner
+        )
         log.info("building generation %s from %s while generation %s serves", new, spec.text, old)
         try:
             store.set_offsets(new, starts)
@@ -122,11 +125,17 @@ def _new_generation(
     return summary
 
 
-def _resume(settings: Settings, engine: Engine, store: ReadModelStore, *, keep_old: bool) -> Summary:
+def _resume(
+    settings: Settings, engine: Engine, store: ReadModelStore, *, keep_old: bool
+) -> Summary:
     owner = owner_name()
     with engine.connect() as conn:
         found = generations.running(conn)
-    if found is None or found.status != "building" or found.purpose != "rebuild":
+    if (
+        found is None
+        or found.status != GenerationStatus.BUILDING
+        or found.purpose != GenerationPurpose.REBUILD
+    ):
         raise RebuildError("there is no interrupted rebuild to resume")
     generations.take_over(engine, found.generation, owner)
     spec_text = found.from_spec or "earliest"
@@ -156,7 +165,7 @@ def _resume(settings: Settings, engine: Engine, store: ReadModelStore, *, keep_o
 def _discard(engine: Engine) -> Summary:
     with engine.connect() as conn:
         found = generations.running(conn)
-    if found is None or found.status != "building":
+    if found is None or found.status != GenerationStatus.BUILDING:
         raise RebuildError("there is no interrupted rebuild to discard")
     if found.alive:
         raise generations.refuse_running(found)
@@ -184,7 +193,9 @@ def _build_and_switch(
     beat = _Heartbeat(engine, new, owner)
     try:
         with Progress("rebuild", starts) as progress:
-            projector = _projector(settings, source, store, new, "building", progress, beat)
+            projector = _projector(
+                settings, source, store, new, GenerationStatus.BUILDING, progress, beat
+            )
             targets: dict[TopicPartition, int] = {}
             for _round in range(MAX_ROUNDS):
                 ends = source.end_offsets(partitions)
@@ -222,7 +233,9 @@ def _after_switch(engine: Engine, summary: Summary, keep_old: bool) -> None:
 
 
 # -- in place -----------------------------------------------------------------------------
-def _in_place(settings: Settings, engine: Engine, store: ReadModelStore, spec: OffsetSpec) -> Summary:
+def _in_place(
+    settings: Settings, engine: Engine, store: ReadModelStore, spec: OffsetSpec
+) -> Summary:
     """Reset the active generation's checkpoints to SPEC and replay into it.
 
     Events already held are skipped by id (``apply_batch``), missing ones are
@@ -271,7 +284,7 @@ def _in_place(settings: Settings, engine: Engine, store: ReadModelStore, spec: O
                     source,
                     store,
                     generation,
-                    "active",
+                    GenerationStatus.ACTIVE,
                     progress,
                     beat,
                     yield_when_fenced=True,
@@ -315,7 +328,7 @@ def run_verify(settings: Settings, args: argparse.Namespace) -> int:
     try:
         starts = _start_offsets(source, partitions, spec)
         scratch, live = generations.create(
-            engine, purpose="verify", from_spec=spec.text, owner=owner
+            engine, purpose=GenerationPurpose.VERIFY, from_spec=spec.text, owner=owner
         )
         summary = Summary("verify", "verify", spec.text, scratch, live)
         beat = _Heartbeat(engine, scratch, owner)
@@ -323,7 +336,9 @@ def run_verify(settings: Settings, args: argparse.Namespace) -> int:
         starts = {tp: min(starts[tp], limits[tp]) for tp in partitions}
         store.set_offsets(scratch, starts)
         with Progress("verify", starts) as progress:
-            projector = _projector(settings, source, store, scratch, "building", progress, beat)
+            projector = _projector(
+                settings, source, store, scratch, GenerationStatus.BUILDING, progress, beat
+            )
             for attempt in range(1, VERIFY_ROUNDS + 1):
                 projector.limits = dict(limits)
                 _catch_up(projector, limits, "verify", scratch)
@@ -346,7 +361,10 @@ def run_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _live_limits(
-    store: ReadModelStore, live: int, partitions: list[TopicPartition], starts: dict[TopicPartition, int]
+    store: ReadModelStore,
+    live: int,
+    partitions: list[TopicPartition],
+    starts: dict[TopicPartition, int],
 ) -> dict[TopicPartition, int]:
     """Where the live generation stands; a partition it never read stands at its start."""
     stored = store.offsets(live)

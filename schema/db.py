@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
 
+from schema.lifecycle import GenerationStatus
 from schema.tables import generations
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -113,7 +114,7 @@ def ensure_migrated(connection: Connection) -> None:
 def active_generation(connection: Connection) -> int:
     """The generation being served."""
     value = connection.execute(
-        select(generations.c.generation).where(generations.c.status == "active")
+        select(generations.c.generation).where(generations.c.status == GenerationStatus.ACTIVE)
     ).scalar()
     if value is None:
         raise SchemaError("no active read-model generation; run `projector migrate`")

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from schema.lifecycle import DeadLetterStatus
 from schema.tables import dead_letters, delivery_events, projection_offsets
 
 
@@ -42,7 +43,8 @@ def counts(conn: Connection, generation: int) -> Counts:
     ).one()
     dead = conn.execute(
         select(func.count()).where(
-            dead_letters.c.generation == generation, dead_letters.c.status == "pending"
+            dead_letters.c.generation == generation,
+            dead_letters.c.status == DeadLetterStatus.PENDING,
         )
     ).scalar_one()
     return Counts(int(row[0]), int(row[1]), int(dead), row[2])

@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
+from schema.lifecycle import DeadLetterStatus, GenerationPurpose
+
 ID_LENGTH = 128
 
 naming = {
@@ -81,8 +83,8 @@ generations = Table(
     "generations",
     metadata,
     Column("generation", Integer, primary_key=True, autoincrement=False),
-    Column("status", String(16), nullable=False),  # active | building | retired | failed
-    Column("purpose", String(16), nullable=False, server_default="live"),  # live|rebuild|verify
+    Column("status", String(16), nullable=False),  # GenerationStatus
+    Column("purpose", String(16), nullable=False, server_default=GenerationPurpose.LIVE.value),
     Column("from_spec", Text),
     Column("owner", String(128)),  # who builds it (host:pid), for one-rebuild-at-a-time
     Column("created_at", UtcDateTime, nullable=False),
@@ -178,7 +180,7 @@ dead_letters = Table(
     Column("headers", JsonDocument, nullable=False),
     Column("error_code", String(32), nullable=False),
     Column("reason", Text, nullable=False),
-    Column("status", String(16), nullable=False, server_default="pending"),  # pending|replayed
+    Column("status", String(16), nullable=False, server_default=DeadLetterStatus.PENDING.value),
     Column("created_at", UtcDateTime, nullable=False),
     Column("replayed_at", UtcDateTime),
     Column("replayed_event_id", String(ID_LENGTH)),

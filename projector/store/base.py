@@ -14,6 +14,7 @@ from typing import Protocol
 
 from projector.sources.base import SourceMessage, TopicPartition
 from schema.events import Event, EventParseError, parse_message
+from schema.lifecycle import GenerationStatus
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class ReadModelStore(Protocol):
         batch: PreparedBatch | Sequence[SourceMessage],
         claims: Mapping[TopicPartition, Claim],
         *,
-        require_status: str = "active",
+        require_status: str = GenerationStatus.ACTIVE,
     ) -> BatchResult:
         """Apply one batch in one transaction; raises ``Fenced`` or ``GenerationChanged``.
 
@@ -83,13 +84,17 @@ class ReadModelStore(Protocol):
         claim: Claim,
         offset: int,
         *,
-        require_status: str = "active",
+        require_status: str = GenerationStatus.ACTIVE,
     ) -> None: ...
 
     def set_offsets(self, generation: int, offsets: Mapping[TopicPartition, int]) -> None: ...
 
     def refold(
-        self, generation: int, delivery_ids: Iterable[str], *, require_status: str = "active"
+        self,
+        generation: int,
+        delivery_ids: Iterable[str],
+        *,
+        require_status: str = GenerationStatus.ACTIVE,
     ) -> int: ...
 
     def deliveries_replayed(

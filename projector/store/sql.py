@@ -33,6 +33,7 @@ from projector.store.rows import history_row
 from projector.store.sqlite import SqliteTables
 from schema.db import redacted
 from schema.events import Event, EventParseError
+from schema.lifecycle import DeadLetterStatus, GenerationStatus
 from schema.tables import (
     dead_letters,
     deliveries,
@@ -56,7 +57,9 @@ class SqlStore:
     def active_generation(self) -> int:
         with self._connect() as conn:
             value = conn.execute(
-                select(generations.c.generation).where(generations.c.status == "active")
+                select(generations.c.generation).where(
+                    generations.c.status == GenerationStatus.ACTIVE
+                )
             ).scalar()
         if value is None:
             raise StoreUnavailable("no active read-model generation; run `projector migrate`")
@@ -113,7 +116,7 @@ class SqlStore:
         claim: Claim,
         offset: int,
         *,
-        require_status: str = "active",
+        require_status: str = GenerationStatus.ACTIVE,
     ) -> None:
         """Move a claimed partition's offset forward over offsets without messages."""
         with self._begin() as conn:
@@ -177,7 +180,7 @@ class SqlStore:
         batch: PreparedBatch | Sequence[SourceMessage],
         claims: Mapping[TopicPartition, Claim],
         *,
-        require_status: str = "active",
+        require_status: str = GenerationStatus.ACTIVE,
     ) -> BatchResult:
         """Apply one batch in one transaction; raises ``Fenced`` or ``GenerationChanged``.
 
@@ -198,9 +201,8 @@ class SqlStore:
             for message, exc in prepared.dead:
                 self._dead_letter(conn, generation, message, exc)
             result.dead_letters = len(prepared.dead)
-            self._apply_events(
-                conn, generation, prepared.events, result, notify=require_status == "active"
-            )
+            live = require_status == GenerationStatus.ACTIVE
+            self._apply_events(conn, generation, prepared.events, result, notify=live)
         return result
 
     def apply_replayed(
@@ -209,12 +211,17 @@ class SqlStore:
         """Apply a dead letter that now parses, and mark it replayed, in one transaction."""
         result = BatchResult(messages=1)
         with self._begin() as conn:
-            self._check_generation(conn, generation, "active")  # not into a retired one
+            # Not into a retired one:
+            self._check_generation(conn, generation, GenerationStatus.ACTIVE)
             self._apply_events(conn, generation, [(event, message)], result, notify=True)
             conn.execute(
                 update(dead_letters)
                 .where(dead_letters.c.id == dead_letter_id)
-                .values(status="replayed", replayed_at=now(), replayed_event_id=event.event_id)
+                .values(
+                    status=DeadLetterStatus.REPLAYED,
+                    replayed_at=now(),
+                    replayed_event_id=event.event_id,
+                )
             )
         return result
 
@@ -295,7 +302,7 @@ class SqlStore:
             ],
             error_code=exc.code.value,
             reason=exc.reason,
-            status="pending",
+            status=DeadLetterStatus.PENDING,
             created_at=now(),
         )
         conn.execute(self._insert(dead_letters).values(**values).on_conflict_do_nothing())
@@ -306,7 +313,7 @@ class SqlStore:
         generation: int,
         delivery_ids: Iterable[str],
         *,
-        require_status: str = "active",
+        require_status: str = GenerationStatus.ACTIVE,
         chunk: int = 500,
     ) -> int:
         """Recompute the current rows of these deliveries from their history; returns how many.
