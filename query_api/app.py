@@ -29,7 +29,7 @@ from query_api.lanes import HeavyLane
 from query_api.metrics import Metrics
 from query_api.offsets import EndOffsets
 from query_api.schema import build_schema
-from query_api.session import connection_check
+from query_api.session import ReadSession, connection_check
 from query_api.settings import Settings
 from query_api.view import GraphQLApp
 from schema.db import SchemaError
@@ -54,14 +54,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         heavy = HeavyLane()
         heavy.start()
         database.heavy_loop = heavy.loop
+
+        def new_session() -> ReadSession:
+            return ReadSession(database, max_nodes=settings.max_nodes)
+
         services = Services(
             settings=settings,
             database=database,
             end_offsets=EndOffsets(settings),
-            feed=ChangeFeed(database.engine, settings),
+            feed=ChangeFeed(database.engine, settings, new_session),
             heavy=heavy,
         )
-        services.feed.services = services
         app.state.services = services
         metrics.bind(services)
         try:

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine
 
 from query_api.database import ReadDatabase
+from query_api.feed import ChangeFeed
 from query_api.lanes import HeavyLane
 from query_api.offsets import EndOffsets
 from query_api.session import ReadSession
 from query_api.settings import Settings
-
-if TYPE_CHECKING:
-    from query_api.feed import ChangeFeed
 
 
 @dataclass

@@ -1,50 +1,51 @@
 """Change notifications for ``deliveryUpdated``.
 
-On PostgreSQL the projector sends ``NOTIFY delivery_updated`` with
-``{"generation": G, "ids": [...]}`` after each committed batch; one LISTEN
+On PostgreSQL the projector sends a notification (``schema.notify``) after each
+committed batch; one LISTEN
 connection per process (opened on the first subscriber) wakes the subscribers of
 those ids. On SQLite there is no such channel, so a subscription re-reads its
 row every ``poll_interval_seconds``. Either way a subscriber compares the whole
 current row with the one it last saw and pushes only real changes; on
 PostgreSQL a slow poll also runs as a safety net for notifications lost while
 the LISTEN connection was re-established.
+
+The feed yields rows, each with the read session it was read in (open until the
+consumer asks for the next one); the GraphQL layer turns them into types.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import RowMapping, make_url
 
 from query_api import reads
+from query_api.session import ReadSession
 from query_api.settings import Settings
-
-if TYPE_CHECKING:
-    from query_api.context import Services
-    from query_api.types import Delivery
+from schema.notify import NOTIFY_CHANNEL, parse_notification
 
 log = logging.getLogger(__name__)
 
-#: The projector's channel (projector/store.py NOTIFY_CHANNEL; we may not import it).
-CHANNEL = "delivery_updated"
+CHANNEL = NOTIFY_CHANNEL
 #: On PostgreSQL, how often a subscriber re-reads its row even without a notification.
 SAFETY_POLL_SECONDS = 10.0
 
 
 class ChangeFeed:
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(
+        self, engine: Engine, settings: Settings, new_session: Callable[[], ReadSession]
+    ) -> None:
         self._engine = engine
         self._settings = settings
+        self._new_session = new_session
         self._pg = engine.dialect.name == "postgresql"
         self._subscribers: dict[str, set[asyncio.Event]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
-        self.services: Services | None = None
 
     @property
     def subscriber_count(self) -> int:
@@ -63,11 +64,8 @@ class ChangeFeed:
                 pass
             self._listener = None
 
-    async def updates(self, delivery_id: str) -> AsyncIterator[Delivery]:
-        """Each new state of ``delivery_id`` after the moment of subscribing."""
-        from query_api.types import Delivery
-
-        assert self.services is not None, "the feed is bound to the app's services at start"
+    async def updates(self, delivery_id: str) -> AsyncIterator[tuple[RowMapping, ReadSession]]:
+        """Each new state of ``delivery_id`` after the moment of subscribing, with its session."""
         signal = asyncio.Event()
         self._subscribers.setdefault(delivery_id, set()).add(signal)
         try:
@@ -88,14 +86,14 @@ class ChangeFeed:
                 signal.clear()
                 if self._pg and self._ready.is_set():
                     interval = SAFETY_POLL_SECONDS
-                session = self.services.new_session()
+                session = self._new_session()
                 try:
                     row = await session.run(reads.delivery_fingerprint, delivery_id)
                     current = _fingerprint(row)
-                    if current is not None and current != seen:
+                    if row is not None and current is not None and current != seen:
                         seen = current
                         # Its fields (history too) are resolved in this session's snapshot.
-                        yield Delivery.from_row(row, session)  # type: ignore[arg-type]
+                        yield row, session
                 finally:
                     await session.aclose()
         finally:
@@ -106,8 +104,7 @@ class ChangeFeed:
                     del self._subscribers[delivery_id]
 
     async def _current(self, delivery_id: str) -> dict[str, Any] | None:
-        assert self.services is not None
-        session = self.services.new_session()
+        session = self._new_session()
         try:
             return _fingerprint(await session.run(reads.delivery_fingerprint, delivery_id))
         finally:
@@ -127,12 +124,8 @@ class ChangeFeed:
             signal.set()
 
     def _dispatch(self, payload: str) -> None:
-        try:
-            body = json.loads(payload)
-            ids = [str(i) for i in body["ids"]]
-        except (ValueError, KeyError, TypeError):
-            ids = None  # unreadable: let every subscriber look
-        self._wake(ids)
+        parsed = parse_notification(payload)
+        self._wake(parsed[1] if parsed is not None else None)  # unreadable: every one looks
 
     async def _listen(self) -> None:
         import psycopg

@@ -125,8 +125,8 @@ class Subscription:
     async def delivery_updated(
         self, info: CtxInfo, id: strawberry.ID
     ) -> AsyncGenerator[Delivery, None]:
-        async for delivery in info.context.services.feed.updates(str(id)):
-            yield delivery
+        async for row, session in info.context.services.feed.updates(str(id)):
+            yield Delivery.from_row(row, session)
 
 
 def build_schema(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
@@ -14,6 +13,7 @@ from query_api.errors import UserInputError
 from query_api.reads import DeliveryFilterSpec
 from query_api.scalars import JSON, Long, json_value
 from query_api.session import ReadSession
+from schema.states import DeliveryState
 
 MAX_FIRST = 500
 
@@ -25,14 +25,9 @@ def check_first(first: int | None, what: str = "first") -> int:
     return first
 
 
-@strawberry.enum
-class DeliveryState(enum.Enum):
-    UNKNOWN = "UNKNOWN"
-    CREATED = "CREATED"
-    ASSIGNED = "ASSIGNED"
-    PICKED_UP = "PICKED_UP"
-    DELIVERED = "DELIVERED"
-    CANCELLED = "CANCELLED"
+# The contract's states are defined once, in ``schema.states``; this registers them
+# as the GraphQL enum.
+strawberry.enum(DeliveryState)
 
 
 @strawberry.type

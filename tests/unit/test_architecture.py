@@ -1,0 +1,143 @@
+"""The shape of the house, checked: no import cycles, and each side imports only what it may.
+
+Every import counts, also one inside a function: a lazy import hides a cycle
+from Python at start-up, not from a reader.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.unit
+
+PACKAGES = ("schema", "projector", "query_api", "benchmarks")
+
+
+def _modules() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+def _imports(path: Path, name: str, known: set[str]) -> Iterator[str]:
+    is_package = path.name == "__init__.py"
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield from _resolve(alias.name, known)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = name.split(".")
+                anchor = anchor if is_package else anchor[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                yield from _resolve(submodule if submodule in known else base, known)
+
+
+def _resolve(name: str, known: set[str]) -> Iterator[str]:
+    while name and name not in known:
+        name = name.rpartition(".")[0]
+    if name:
+        yield name
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {
+        name: {target for target in _imports(path, name, known) if target != name}
+        for name, path in modules.items()
+    }
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph (a path that returns to its start), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return stack[stack.index(target):] + [target]
+            if target not in state:
+                found = visit(target)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_the_graph_is_read() -> None:
+    graph = _graph()
+    assert "projector.store.sql" in graph["projector.store"]
+    assert "schema.events" in graph["projector.fold"]
+    assert len(graph) > 40
+
+
+def test_no_import_cycles_among_the_projects_modules() -> None:
+    # A package's __init__ re-exporting its own modules is not a cycle of concepts.
+    graph = {
+        name: {t for t in targets if not (name.startswith(t + ".") and _is_package(t))}
+        for name, targets in _graph().items()
+    }
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+def _is_package(name: str) -> bool:
+    return (ROOT / Path(*name.split(".")) / "__init__.py").is_file()
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+@pytest.mark.parametrize(("package", "forbidden"), [
+    ("schema", ("projector", "query_api")),
+    ("query_api", ("projector",)),
+    ("projector", ("query_api",)),
+])
+def test_each_side_imports_only_the_contract(package: str, forbidden: tuple[str, ...]) -> None:
+    offenders = sorted(
+        f"{name} -> {target}"
+        for name, targets in _graph().items() if name.split(".")[0] == package
+        for target in targets if target.split(".")[0] in forbidden
+    )
+    assert offenders == []
+
+
+def test_the_fold_imports_neither_a_database_nor_a_broker() -> None:
+    path = ROOT / "projector" / "fold.py"
+    imported = {
+        alias.name.split(".")[0] if isinstance(node, ast.Import) else (node.module or "").split(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert imported <= {"__future__", "collections", "dataclasses", "datetime", "typing", "schema"}
