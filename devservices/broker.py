@@ -178,8 +178,8 @@ def _format_storage(settings: Settings, lib: Path) -> None:
         raise ServicesError("formatting Kafka storage failed")
 
 
-def _launch(settings: Settings, lib: Path) -> int:
-    """Start the broker as a daemon and return its pid.
+def _launch(settings: Settings, lib: Path) -> subprocess.Popen[bytes]:
+    """Start the broker as a daemon.
 
     Its own session (it outlives the caller's process group), stdin from /dev/null,
     output to console.log, and no other inherited descriptor: a daemon must never keep
@@ -195,7 +195,7 @@ def _launch(settings: Settings, lib: Path) -> int:
             command, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True,
         )
-    return process.pid
+    return process
 
 
 def _started(settings: Settings) -> bool:
@@ -213,8 +213,8 @@ def _fail(settings: Settings, message: str) -> ServicesError:
 
 def start(settings: Settings, state: State) -> None:
     """Start the broker unless it runs, then wait (bounded) until it answers."""
-    fresh = not process_alive(settings, state)
-    if not fresh:
+    launched: subprocess.Popen[bytes] | None = None
+    if process_alive(settings, state):
         say(f"Kafka already running (pid {state.kafka_pid}); waiting for it to answer")
     else:
         check_java(settings)
@@ -232,18 +232,21 @@ def start(settings: Settings, state: State) -> None:
             settings.kafka_log.replace(settings.kafka_log.with_name("broker.log.prev"))
         say(f"starting Kafka on 127.0.0.1:{state.kafka_port} "
             f"(controller 127.0.0.1:{state.kafka_controller_port})")
-        state.kafka_pid = _launch(settings, lib)
+        launched = _launch(settings, lib)
+        state.kafka_pid = launched.pid
         save_state(settings.state_file, state)
     assert state.kafka_port is not None
     deadline = time.monotonic() + settings.kafka_start_timeout
     while True:
-        if not process_alive(settings, state):
+        # Our own child is watched through its handle: for a moment after the start its
+        # /proc command line reads empty (the kernel is still setting up the exec).
+        if launched.poll() is not None if launched else not process_alive(settings, state):
             state.kafka_pid = None
             save_state(settings.state_file, state)
             raise _fail(settings, "Kafka exited during startup")
         # A fresh broker is probed once its log says it started; a running one (whose
         # log may have rolled over since) by the probe alone.
-        if (not fresh or _started(settings)) and probe(state.kafka_port):
+        if (launched is None or _started(settings)) and probe(state.kafka_port):
             break
         if time.monotonic() >= deadline:
             raise _fail(
