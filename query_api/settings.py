@@ -1,7 +1,8 @@
 """Settings: one frozen object, read from the environment once at start (CONTRACT.md §4).
 
 Flags of ``query-api`` override single fields through ``with_overrides``; nothing
-here connects to anything.
+here connects to anything. The contract's variables and their parsing are
+``schema.settings``' (the projector reads them the same way).
 """
 
 from __future__ import annotations
@@ -12,24 +13,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import tzinfo
 from typing import Any
-from zoneinfo import ZoneInfoNotFoundError
 
 from query_api.errors import ConfigError
-from schema.events import zone
+from schema import settings as shared
+from schema.settings import DEFAULT_DATABASE_URL, SettingError, SharedSettings
 
-DEFAULT_DATABASE_URL = "sqlite:///./delivery_read_model.db"
 ENVIRONMENTS = ("development", "production")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
-    event_source: str = "kafka"
-    kafka_bootstrap_servers: str = "localhost:9092"
-    kafka_topic: str = "delivery-events"
-    business_timezone: str = "UTC"
+    event_source: str = SharedSettings.event_source
+    kafka_bootstrap_servers: str = SharedSettings.kafka_bootstrap_servers
+    kafka_topic: str = SharedSettings.kafka_topic
+    business_timezone: str = SharedSettings.business_timezone
     #: Accepted bearer tokens; empty means the API is open (loopback only, see cli).
     tokens: tuple[str, ...] = ()
     #: ``production`` turns introspection and GraphiQL off.
@@ -71,13 +69,22 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        try:
+            return cls._from_env(env)
+        except SettingError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @classmethod
+    def _from_env(cls, env: Mapping[str, str]) -> Settings:
         d = cls()
+        common = SharedSettings.from_env(env)
+        _int, _float, _bool = shared.integer, shared.number, shared.flag
         settings = cls(
-            database_url=env.get("DATABASE_URL") or d.database_url,
-            event_source=env.get("EVENT_SOURCE") or d.event_source,
-            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or d.kafka_bootstrap_servers,
-            kafka_topic=env.get("KAFKA_TOPIC") or d.kafka_topic,
-            business_timezone=env.get("BUSINESS_TIMEZONE") or d.business_timezone,
+            database_url=common.database_url,
+            event_source=common.event_source,
+            kafka_bootstrap_servers=common.kafka_bootstrap_servers,
+            kafka_topic=common.kafka_topic,
+            business_timezone=common.business_timezone,
             tokens=parse_tokens(env.get("QUERY_API_TOKENS", "")),
             environment=(env.get("QUERY_API_ENV") or d.environment).strip().lower(),
             host=env.get("QUERY_API_HOST") or d.host,
@@ -133,11 +140,9 @@ class Settings:
     @property
     def business_tz(self) -> tzinfo:
         try:
-            return zone(self.business_timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(
-                f"BUSINESS_TIMEZONE={self.business_timezone!r} is not a known time zone"
-            ) from None
+            return shared.time_zone(self.business_timezone, "BUSINESS_TIMEZONE")
+        except SettingError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def production(self) -> bool:
@@ -173,38 +178,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ConfigError(f"{name}={raw!r} is not a finite number")
-    return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean (use 1 or 0)")
