@@ -15,10 +15,10 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from pathlib import Path
 from typing import Any
 
 from query_api.settings import Settings
+from schema import jsonl
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +70,13 @@ class EndOffsets:
         return self._count_lines(wanted)
 
     def _count_lines(self, wanted: frozenset[Partition]) -> dict[Partition, int] | None:
-        path = Path(self._settings.event_source).expanduser()
+        path = self._settings.event_source
         try:
-            topic = str(path.resolve())
-            with open(path, "rb") as fh:
-                count = sum(1 for _ in fh)
+            partition = (jsonl.topic_of(path), jsonl.PARTITION)
+            count = jsonl.end_offset(path)
         except OSError:
             return None
-        return {(topic, 0): count} if (topic, 0) in wanted else {}
+        return {partition: count} if partition in wanted else {}
 
     def _ask_kafka(self, wanted: frozenset[Partition]) -> dict[Partition, int] | None:
         if self._executor is None:

@@ -17,6 +17,7 @@ from typing import IO
 
 from projector.errors import SourceUnavailable
 from projector.sources.base import SourceMessage, TopicPartition
+from schema import jsonl
 from schema.events import EventParseError, decode_value, parse_time
 
 
@@ -24,8 +25,8 @@ class FileSource:
     def __init__(self, path: str, source_tz: tzinfo = UTC) -> None:
         self.path = Path(path).expanduser().resolve()
         self.source_tz = source_tz  # for times without an offset, as the parser reads them
-        self.topic = str(self.path)
-        self.tp = TopicPartition(self.topic, 0)
+        self.topic = jsonl.topic_of(self.path)
+        self.tp = TopicPartition(self.topic, jsonl.PARTITION)
         self._fh: IO[bytes] | None = None
         self._next = 0  # the offset of the next line to read
         self._assigned = False
@@ -90,7 +91,7 @@ class FileSource:
             self._next += 1
             self._remember(offset, start)
             body = line.rstrip(b"\r\n")
-            if not body.strip():
+            if not jsonl.holds_message(body):
                 continue
             messages.append(SourceMessage(self.topic, 0, offset, None, body))
         self._last_size = size
@@ -114,7 +115,7 @@ class FileSource:
         found: int | None = None
         with self._open() as fh:
             for offset, line in enumerate(fh):
-                if not line.strip():
+                if not jsonl.holds_message(line):
                     continue
                 try:
                     body = decode_value(line.rstrip(b"\r\n"))
@@ -160,10 +161,10 @@ class FileSource:
             raise SourceUnavailable(f"cannot read {self.path}: {exc.strerror}") from exc
 
     def _end_offset(self) -> int:
-        """The number of lines: white-space lines keep their numbers, trailing ones too
-        (the projector steps over offsets without messages, as over Kafka's markers)."""
-        with self._open() as fh:
-            return sum(1 for _ in fh)
+        try:
+            return jsonl.end_offset(self.path)
+        except OSError as exc:
+            raise SourceUnavailable(f"cannot read {self.path}: {exc.strerror}") from exc
 
     def _reopen(self) -> None:
         self.close()

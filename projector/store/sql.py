@@ -31,7 +31,7 @@ from projector.store.failures import first_line, is_database_error, is_retryable
 from projector.store.pg import PgTables
 from projector.store.rows import history_row
 from projector.store.sqlite import SqliteTables
-from schema.db import redacted
+from schema.db import SchemaError, active_generation, redacted
 from schema.events import Event, EventParseError
 from schema.lifecycle import DeadLetterStatus, GenerationStatus
 from schema.tables import (
@@ -56,14 +56,10 @@ class SqlStore:
     # -- generations ------------------------------------------------------------
     def active_generation(self) -> int:
         with self._connect() as conn:
-            value = conn.execute(
-                select(generations.c.generation).where(
-                    generations.c.status == GenerationStatus.ACTIVE
-                )
-            ).scalar()
-        if value is None:
-            raise StoreUnavailable("no active read-model generation; run `projector migrate`")
-        return int(value)
+            try:
+                return active_generation(conn)
+            except SchemaError as exc:
+                raise StoreUnavailable(str(exc)) from None
 
     # -- offsets ----------------------------------------------------------------
     def claim(self, generation: int, tp: TopicPartition, start: int = 0) -> Claim:
