@@ -32,7 +32,7 @@ class FakeStore(ReadModelStore):
         self.generation_failures = 0
         self.calls: list[str] = []
 
-    def claim(self, generation: int, tp: TopicPartition, start: int = 0) -> Claim:
+    def claim(self, generation: int, tp: TopicPartition) -> Claim:
         self.calls.append("claim")
         if self.claim_failures:
             self.claim_failures -= 1

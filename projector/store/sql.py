@@ -62,7 +62,7 @@ class SqlStore:
                 raise StoreUnavailable(str(exc)) from None
 
     # -- offsets ----------------------------------------------------------------
-    def claim(self, generation: int, tp: TopicPartition, start: int = 0) -> Claim:
+    def claim(self, generation: int, tp: TopicPartition) -> Claim:
         """Take ownership of a partition: bump its epoch, so an older owner is fenced."""
         with self._begin() as conn:
             # Two processes may claim a partition for the first time at once: the row
@@ -73,7 +73,7 @@ class SqlStore:
                     generation=generation,
                     topic=tp.topic,
                     partition=tp.partition,
-                    next_offset=start,
+                    next_offset=0,
                     owner_epoch=0,
                     updated_at=now(),
                 )
