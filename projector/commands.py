@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 
 from projector.errors import ConfigError, ProjectorError, SourceUnavailable
 from projector.loop import Projector, stderr_progress
-from projector.rebuild import run_rebuild, run_verify
+from projector.rebuild import RebuildRequest, VerifyRequest, run_rebuild, run_verify
 from projector.runtime import install_stop_signals, open_engine
 from projector.settings import Settings
 from projector.sources import open_source
@@ -257,11 +257,23 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
-    return run_rebuild(settings, args)
+    request = RebuildRequest.of(
+        from_offset=args.from_offset,
+        in_place=args.in_place,
+        resume=args.resume,
+        discard=args.discard,
+        keep_old=args.keep_old,
+        allow_empty=args.allow_empty,
+    )
+    summary = run_rebuild(settings, request)
+    print(summary.to_json() if args.json else summary.to_text(), flush=True)
+    return 0
 
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
-    return run_verify(settings, args)
+    summary = run_verify(settings, VerifyRequest.of(from_offset=args.from_offset, limit=args.limit))
+    print(summary.to_json() if args.json else summary.to_text(), flush=True)
+    return 1 if summary.differences else 0
 
 
 Command = Callable[[Settings, argparse.Namespace], int]

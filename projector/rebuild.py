@@ -16,10 +16,11 @@ In place (``--in-place``): see ``_in_place``. Verify: see ``run_verify``.
 
 from __future__ import annotations
 
-import argparse
+import enum
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
@@ -53,43 +54,87 @@ VERIFY_ROUNDS = 3
 RETIRE_GRACE_SECONDS = 3.0
 
 
+# -- requests -----------------------------------------------------------------------------
+class RebuildMode(enum.Enum):
+    NEW_GENERATION = "new-generation"  # replay beside the active generation, then switch
+    IN_PLACE = "in-place"  # replay into the active generation
+    RESUME = "resume"  # continue an interrupted rebuild from its stored offsets
+    DISCARD = "discard"  # give an interrupted rebuild up
+
+
+@dataclass(frozen=True)
+class RebuildRequest:
+    """What an operator asked of ``projector rebuild``, checked for contradictions."""
+
+    mode: RebuildMode = RebuildMode.NEW_GENERATION
+    spec: OffsetSpec = field(default_factory=lambda: parse_spec("earliest"))
+    keep_old: bool = False
+    allow_empty: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        from_offset: str = "earliest",
+        in_place: bool = False,
+        resume: bool = False,
+        discard: bool = False,
+        keep_old: bool = False,
+        allow_empty: bool = False,
+    ) -> RebuildRequest:
+        """The request for these flags; contradictory ones raise ``RebuildError``."""
+        chosen = [name for name, on in (("resume", resume), ("discard", discard),
+                                        ("in-place", in_place)) if on]
+        if len(chosen) > 1:
+            raise RebuildError(f"{' and '.join('--' + c for c in chosen)} cannot be used together")
+        if (resume or discard) and from_offset.strip().lower() != "earliest":
+            raise RebuildError(
+                "--from-offset cannot be used with --resume or --discard: an interrupted"
+                " rebuild continues from its stored offsets"
+            )
+        if keep_old and (in_place or discard):
+            raise RebuildError("--keep-old only applies to a rebuild into a new generation")
+        mode = (
+            RebuildMode.RESUME if resume
+            else RebuildMode.DISCARD if discard
+            else RebuildMode.IN_PLACE if in_place
+            else RebuildMode.NEW_GENERATION
+        )
+        return cls(mode, parse_spec(from_offset), keep_old, allow_empty)
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    spec: OffsetSpec = field(default_factory=lambda: parse_spec("earliest"))
+    #: Most differences listed (all are counted).
+    limit: int = 20
+
+    @classmethod
+    def of(cls, *, from_offset: str = "earliest", limit: int = 20) -> VerifyRequest:
+        if limit < 0:
+            raise RebuildError("--limit must not be negative")
+        return cls(parse_spec(from_offset), limit)
+
+
 # -- entry points ---------------------------------------------------------------------
-def run_rebuild(settings: Settings, args: argparse.Namespace) -> int:
-    _check_flags(args)
-    spec = parse_spec(args.from_offset)
+def run_rebuild(settings: Settings, request: RebuildRequest) -> Summary:
+    """Carry out a rebuild request; the summary says what was done."""
     engine = open_engine(settings)
     store = SqlStore(engine, settings.source_tz)
-    if args.discard:
-        summary = _discard(engine)
-    elif args.resume:
-        summary = _resume(settings, engine, store, keep_old=args.keep_old)
-    elif args.in_place:
-        summary = _in_place(settings, engine, store, spec)
-    else:
-        summary = _new_generation(
-            settings,
-            engine,
-            store,
-            spec,
-            keep_old=args.keep_old,
-            allow_empty=getattr(args, "allow_empty", False),
-        )
-    print(summary.to_json() if args.json else summary.to_text(), flush=True)
-    return 0
-
-
-def _check_flags(args: argparse.Namespace) -> None:
-    chosen = [name for name in ("resume", "discard", "in_place") if getattr(args, name)]
-    if len(chosen) > 1:
-        flags = " and ".join("--" + c.replace("_", "-") for c in chosen)
-        raise RebuildError(f"{flags} cannot be used together")
-    if (args.resume or args.discard) and args.from_offset.strip().lower() != "earliest":
-        raise RebuildError(
-            "--from-offset cannot be used with --resume or --discard: an interrupted rebuild"
-            " continues from its stored offsets"
-        )
-    if args.keep_old and (args.in_place or args.discard):
-        raise RebuildError("--keep-old only applies to a rebuild into a new generation")
+    if request.mode is RebuildMode.DISCARD:
+        return _discard(engine)
+    if request.mode is RebuildMode.RESUME:
+        return _resume(settings, engine, store, keep_old=request.keep_old)
+    if request.mode is RebuildMode.IN_PLACE:
+        return _in_place(settings, engine, store, request.spec)
+    return _new_generation(
+        settings,
+        engine,
+        store,
+        request.spec,
+        keep_old=request.keep_old,
+        allow_empty=request.allow_empty,
+    )
 
 
 # -- a rebuild into a new generation ------------------------------------------------------
@@ -304,7 +349,7 @@ def _in_place(
 
 
 # -- verify -------------------------------------------------------------------------------
-def run_verify(settings: Settings, args: argparse.Namespace) -> int:
+def run_verify(settings: Settings, request: VerifyRequest) -> Summary:
     """Replay into a scratch generation up to the live offsets and diff it row by row.
 
     Same offsets: the live offsets are read, and the scratch projector replays
@@ -316,9 +361,7 @@ def run_verify(settings: Settings, args: argparse.Namespace) -> int:
     beyond the scratch's offsets are left out of the diff and counted
     (``skipped_moved``). The scratch generation is deleted at the end.
     """
-    spec = parse_spec(args.from_offset)
-    if args.limit < 0:
-        raise RebuildError("--limit must not be negative")
+    spec = request.spec
     engine = open_engine(settings)
     store = SqlStore(engine, settings.source_tz)
     owner = owner_name()
@@ -342,7 +385,9 @@ def run_verify(settings: Settings, args: argparse.Namespace) -> int:
             for attempt in range(1, VERIFY_ROUNDS + 1):
                 projector.limits = dict(limits)
                 _catch_up(projector, limits, "verify", scratch)
-                result = _diff(reader, live, scratch, args.limit, final=attempt == VERIFY_ROUNDS)
+                result = _diff(
+                    reader, live, scratch, request.limit, final=attempt == VERIFY_ROUNDS
+                )
                 if result is not None:
                     break
                 limits = _live_limits(store, live, partitions, starts)
@@ -356,8 +401,7 @@ def run_verify(settings: Settings, args: argparse.Namespace) -> int:
         reader.dispose()
         if scratch is not None:
             generations.forget(engine, scratch)
-    print(summary.to_json() if args.json else summary.to_text(), flush=True)
-    return 1 if summary.differences else 0
+    return summary
 
 
 def _live_limits(

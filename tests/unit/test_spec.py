@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from projector.errors import SpecError
+from projector.errors import ProjectorError, SpecError
 from projector.sources.base import TopicPartition
 from projector.spec import parse_spec, resolve
 
@@ -99,3 +99,26 @@ def test_malformed_specs_say_what_is_wrong_in_one_line(text: str, message: str) 
     with pytest.raises(SpecError, match=message) as info:
         parse_spec(text)
     assert "\n" not in str(info.value)
+
+
+# -- rebuild and verify requests ------------------------------------------------------
+def test_rebuild_requests_from_flags() -> None:
+    from projector.errors import RebuildError
+    from projector.rebuild import RebuildMode, RebuildRequest, VerifyRequest
+
+    assert RebuildRequest.of().mode is RebuildMode.NEW_GENERATION
+    assert RebuildRequest.of(in_place=True, from_offset="5").mode is RebuildMode.IN_PLACE
+    assert RebuildRequest.of(in_place=True, from_offset="5").spec.every == 5
+    assert RebuildRequest.of(resume=True, keep_old=True).keep_old
+    for flags, message in [
+        ({"resume": True, "discard": True}, "--resume and --discard cannot be used together"),
+        ({"resume": True, "from_offset": "3"}, "--from-offset cannot be used with --resume"),
+        ({"in_place": True, "keep_old": True}, "--keep-old only applies"),
+        ({"from_offset": "x:y"}, ""),
+    ]:
+        with pytest.raises(ProjectorError, match=message):
+            RebuildRequest.of(**flags)  # type: ignore[arg-type]
+    assert issubclass(RebuildError, ProjectorError)
+    assert VerifyRequest.of(limit=3).limit == 3
+    with pytest.raises(RebuildError, match="--limit must not be negative"):
+        VerifyRequest.of(limit=-1)
