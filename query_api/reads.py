@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 
 from query_api.cursors import DeliveryKey, EventKey
+from schema.lifecycle import GenerationStatus
 from schema.tables import deliveries, delivery_events, generations
 
 d = deliveries.c
@@ -42,7 +43,9 @@ e = delivery_events.c
 
 #: The served generation, as a subquery evaluated in the statement's own snapshot.
 ACTIVE: ScalarSelect[int] = (
-    select(generations.c.generation).where(generations.c.status == "active").scalar_subquery()
+    select(generations.c.generation)
+    .where(generations.c.status == GenerationStatus.ACTIVE)
+    .scalar_subquery()
 )
 #: The generation a statement reads: ``ACTIVE``, or a number already read in the
 #: same snapshot.
