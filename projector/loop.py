@@ -64,35 +64,56 @@ class _EpochStore(Protocol):
 Progress = Callable[[dict[TopicPartition, int], dict[TopicPartition, int] | None, Totals], None]
 
 
-class Projector:
-    """Projects a source into one generation of the read model.
+@dataclass(frozen=True)
+class Mode:
+    """Which generation a projector writes, and how it shares its partitions.
 
-    ``follow_active``: the live projector writes into whichever generation is
-    active and moves to a new one when a rebuild switches. A rebuild writes into
-    its own ``generation`` (status ``building``) instead.
+    ``live``: whichever generation is active, followed to a new one when a rebuild
+    switches. ``building``: a rebuild's (or verify's) own generation, until it is
+    switched or given up. ``in_place``: the active generation beside the live
+    projector; a partition the live projector takes over is left to it.
     """
+
+    generation: int | None = None
+    require_status: str = GenerationStatus.ACTIVE
+    yield_when_fenced: bool = False
+
+    @classmethod
+    def live(cls) -> Mode:
+        return cls()
+
+    @classmethod
+    def building(cls, generation: int) -> Mode:
+        return cls(generation, GenerationStatus.BUILDING)
+
+    @classmethod
+    def in_place(cls, generation: int) -> Mode:
+        return cls(generation, GenerationStatus.ACTIVE, yield_when_fenced=True)
+
+
+class Projector:
+    """Projects a source into one generation of the read model (see ``Mode``)."""
 
     def __init__(
         self,
         source: EventSource,
         store: ReadModelStore,
+        mode: Mode | None = None,
         *,
-        generation: int | None = None,
-        require_status: str = GenerationStatus.ACTIVE,
         batch_size: int = 500,
         batch_max_wait_ms: int = 200,
         progress: Progress | None = None,
         on_batch: Callable[[BatchResult], None] | None = None,
         max_backoff: float = 30.0,
         limits: dict[TopicPartition, int] | None = None,
-        yield_when_fenced: bool = False,
         pipeline: bool = False,
     ) -> None:
+        mode = mode or Mode.live()
         self.source = source
         self.store = store
-        self.follow_active = generation is None
-        self.generation = generation
-        self.require_status = require_status
+        self.follow_active = mode.generation is None
+        self.generation = mode.generation
+        self.require_status = mode.require_status
         self.batch_size = batch_size
         self.batch_max_wait_ms = batch_max_wait_ms
         self.progress = progress
@@ -105,10 +126,9 @@ class Projector:
         # ``limits``: never apply a message at or beyond this offset (verify replays a
         # scratch generation up to exactly the live generation's offsets).
         self.limits = dict(limits or {})
-        # ``yield_when_fenced``: a partition taken by another projector is left to it
-        # (not re-claimed); ``run`` with targets then waits for the stored offsets.
-        # Used by an in-place rebuild so it never fights the live projector.
-        self.yield_when_fenced = yield_when_fenced
+        # In place, a partition taken by another projector is left to it (not
+        # re-claimed); ``run`` with targets then waits for the stored offsets.
+        self.yield_when_fenced = mode.yield_when_fenced
         self.released: set[TopicPartition] = set()
         # ``pipeline``: write a batch in a worker thread while this thread polls and
         # parses the next one (the database works on the other core meanwhile). At

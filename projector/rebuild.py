@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, func, select
 from projector import generations
 from projector.errors import GenerationChanged, RebuildError
 from projector.generations import NotCaughtUp
-from projector.loop import Projector, Totals
+from projector.loop import Mode, Projector, Totals
 from projector.progress import Progress, Summary
 from projector.runtime import install_stop_signals, open_engine, owner_name
 from projector.settings import Settings
@@ -239,7 +239,7 @@ def _build_and_switch(
     try:
         with Progress("rebuild", starts) as progress:
             projector = _projector(
-                settings, source, store, new, GenerationStatus.BUILDING, progress, beat
+                settings, source, store, Mode.building(new), progress, beat
             )
             targets: dict[TopicPartition, int] = {}
             for _round in range(MAX_ROUNDS):
@@ -325,14 +325,7 @@ def _in_place(
             beat = _Heartbeat(engine, generation, owner)
             with Progress("in-place", starts) as progress:
                 projector = _projector(
-                    settings,
-                    source,
-                    store,
-                    generation,
-                    GenerationStatus.ACTIVE,
-                    progress,
-                    beat,
-                    yield_when_fenced=True,
+                    settings, source, store, Mode.in_place(generation), progress, beat
                 )
                 _catch_up(projector, ends, "in-place rebuild", generation)
                 progress.final(store.offsets(generation), ends, projector.totals)
@@ -380,7 +373,7 @@ def run_verify(settings: Settings, request: VerifyRequest) -> Summary:
         store.set_offsets(scratch, starts)
         with Progress("verify", starts) as progress:
             projector = _projector(
-                settings, source, store, scratch, GenerationStatus.BUILDING, progress, beat
+                settings, source, store, Mode.building(scratch), progress, beat
             )
             for attempt in range(1, VERIFY_ROUNDS + 1):
                 projector.limits = dict(limits)
@@ -565,12 +558,9 @@ def _projector(
     settings: Settings,
     source: EventSource,
     store: ReadModelStore,
-    generation: int,
-    status: str,
+    mode: Mode,
     progress: Progress,
     beat: Callable[[], None],
-    *,
-    yield_when_fenced: bool = False,
 ) -> Projector:
     stalled: dict[TopicPartition, tuple[int, float]] = {}
 
@@ -598,12 +588,10 @@ def _projector(
     projector = Projector(
         source,
         store,
-        generation=generation,
-        require_status=status,
+        mode,
         batch_size=settings.batch_size,
         batch_max_wait_ms=settings.batch_max_wait_ms,
         progress=hook,
-        yield_when_fenced=yield_when_fenced,
         pipeline=True,
     )
     install_stop_signals(projector.stop)

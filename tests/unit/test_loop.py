@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from projector.errors import Fenced, GenerationChanged, SourceUnavailable, StoreUnavailable
 from projector.fold import fold
-from projector.loop import Projector
+from projector.loop import Mode, Projector
 from projector.sources.base import EventSource, SourceMessage, TopicPartition
 from projector.sources.file import FileSource
 from projector.store import BatchResult, ReadModelStore, SqlStore, row_to_db
@@ -125,16 +125,18 @@ def log_of(tp: TopicPartition, offsets: Sequence[int]) -> list[SourceMessage]:
     return [SourceMessage(tp.topic, tp.partition, o, f"D-{o}".encode(), b"{}") for o in offsets]
 
 
-def projector(source: EventSource, store: ReadModelStore, **kwargs: Any) -> Projector:
+def projector(source: EventSource, store: ReadModelStore, mode: Mode | None = None,
+              **kwargs: Any) -> Projector:
     kwargs.setdefault("batch_size", 3)
     kwargs.setdefault("batch_max_wait_ms", 0)
     kwargs.setdefault("max_backoff", 0.001)
-    return Projector(source, store, **kwargs)
+    return Projector(source, store, mode, **kwargs)
 
 
-def started(source: EventSource, store: ReadModelStore, **kwargs: Any) -> Projector:
+def started(source: EventSource, store: ReadModelStore, mode: Mode | None = None,
+            **kwargs: Any) -> Projector:
     """A projector ready for single ``_step`` calls, as ``run`` leaves it after its start."""
-    proj = projector(source, store, **kwargs)
+    proj = projector(source, store, mode, **kwargs)
     source.start()
     if proj.generation is None:
         proj.generation = store.active_generation()
@@ -209,7 +211,7 @@ def test_yield_when_fenced_leaves_the_partition_to_its_new_owner() -> None:
     """An in-place rebuild never fights the live projector for a partition."""
     source = FakeSource({P0: log_of(P0, range(9)), P1: log_of(P1, range(2))})
     store = FakeStore()
-    proj = started(source, store, yield_when_fenced=True, batch_size=20)
+    proj = started(source, store, Mode.in_place(1), batch_size=20)
     proj._step()
     assert store.applied == {P0: list(range(9)), P1: [0, 1]}
     source.logs[P0] += log_of(P0, [9, 10])
@@ -363,8 +365,7 @@ def test_a_live_projector_follows_the_active_generation() -> None:
 
 def test_a_rebuild_stops_when_its_generation_changes() -> None:
     store = FakeStore(generation=1)
-    proj = projector(FakeSource({P0: log_of(P0, range(3))}), store, generation=7,
-                     require_status="building")
+    proj = projector(FakeSource({P0: log_of(P0, range(3))}), store, Mode.building(7))
     with pytest.raises(GenerationChanged):
         proj.run(until_caught_up=True)
 
