@@ -15,9 +15,11 @@ from projector.fold import DeliveryRow
 from projector.store.rows import (
     HISTORY_COLUMNS,
     ROW_COLUMNS,
+    ROW_UPDATES,
     HistoryRow,
     event_from_db,
     load_json,
+    quoted,
     row_from_db,
     row_values,
 )
@@ -28,10 +30,6 @@ from schema.notify import NOTIFY_CHANNEL, notification_payloads
 #: of locks a batch holds bounded (the shared lock table is small), at the price of
 #: two writers of different deliveries in one bucket waiting for each other.
 LOCK_BUCKETS: Final = 1024
-
-def _quoted(columns: Iterable[str]) -> str:
-    return ", ".join(f'"{c}"' for c in columns)
-
 
 #: Staging tables, one pair per connection (temporary, emptied by every commit): a
 #: batch arrives in them by binary COPY, and one INSERT ... SELECT moves it on.
@@ -74,27 +72,27 @@ STAGE_DDL: Final = (
     + _stage_ddl("stage_rows", _STAGE_ROWS_COLUMNS)
 )
 COPY_EVENTS: Final = (
-    f"COPY stage_events ({_quoted(HISTORY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    f"COPY stage_events ({quoted(HISTORY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 )
 COPY_ROWS: Final = (
-    f"COPY stage_rows (delivery_id, {_quoted(ROW_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    f"COPY stage_rows (delivery_id, {quoted(ROW_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 )
 INSERT_HISTORY: Final = (
-    f"INSERT INTO delivery_events (generation, {_quoted(HISTORY_COLUMNS)}, applied_at)"
+    f"INSERT INTO delivery_events (generation, {quoted(HISTORY_COLUMNS)}, applied_at)"
     " SELECT %s, "
     + ", ".join('CAST("data" AS jsonb)' if c == "data" else f'"{c}"' for c in HISTORY_COLUMNS)
     + ", %s FROM stage_events"
     " ON CONFLICT (generation, event_id) DO NOTHING RETURNING event_id"
 )
 UPSERT_ROWS: Final = (
-    f"INSERT INTO deliveries (generation, delivery_id, {_quoted(ROW_COLUMNS)})"
-    f" SELECT %s, delivery_id, {_quoted(ROW_COLUMNS)} FROM stage_rows"
+    f"INSERT INTO deliveries (generation, delivery_id, {quoted(ROW_COLUMNS)})"
+    f" SELECT %s, delivery_id, {quoted(ROW_COLUMNS)} FROM stage_rows"
     " ON CONFLICT (generation, delivery_id) DO UPDATE SET "
-    + ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in ROW_COLUMNS)
+    + ROW_UPDATES
 )
 #: The current rows of the staged events' deliveries (an array, so the primary key serves).
 SELECT_STAGED_ROWS: Final = (
-    f"SELECT delivery_id, {_quoted(ROW_COLUMNS)} FROM deliveries WHERE generation = %s"
+    f"SELECT delivery_id, {quoted(ROW_COLUMNS)} FROM deliveries WHERE generation = %s"
     " AND delivery_id = ANY(ARRAY(SELECT DISTINCT delivery_id FROM stage_events))"
 )
 SELECT_HISTORY: Final = (

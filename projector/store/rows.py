@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, tzinfo
 from typing import Any, Final, NamedTuple
@@ -55,6 +55,15 @@ HISTORY_COLUMNS: Final = (
     "partition",
     "offset",
 )
+
+
+def quoted(columns: Iterable[str]) -> str:
+    """Column names for a statement, quoted (``offset`` and ``partition`` are keywords)."""
+    return ", ".join(f'"{c}"' for c in columns)
+
+
+#: The SET list of the current-row upsert, the same on both dialects.
+ROW_UPDATES: Final = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in ROW_COLUMNS)
 
 
 class HistoryRow(NamedTuple):

@@ -22,17 +22,15 @@ from projector.fold import DeliveryRow
 from projector.store.rows import (
     HISTORY_COLUMNS,
     ROW_COLUMNS,
+    ROW_UPDATES,
     HistoryRow,
     event_from_db,
     load_json,
+    quoted,
     row_from_db,
     row_values,
 )
 from schema.events import Event
-
-
-def _quoted(columns: Iterable[str]) -> str:
-    return ", ".join(f'"{c}"' for c in columns)
 
 
 def _marks(n: int) -> str:
@@ -44,17 +42,17 @@ EXISTING_EVENTS: Final = (
     f"SELECT event_id FROM delivery_events WHERE generation = ? AND event_id IN {_IDS}"
 )
 INSERT_HISTORY: Final = (
-    f"INSERT INTO delivery_events (generation, {_quoted(HISTORY_COLUMNS)}, applied_at)"
+    f"INSERT INTO delivery_events (generation, {quoted(HISTORY_COLUMNS)}, applied_at)"
     f" VALUES ({_marks(len(HISTORY_COLUMNS) + 2)})"
 )
 UPSERT_ROWS: Final = (
-    f"INSERT INTO deliveries (generation, delivery_id, {_quoted(ROW_COLUMNS)})"
+    f"INSERT INTO deliveries (generation, delivery_id, {quoted(ROW_COLUMNS)})"
     f" VALUES ({_marks(len(ROW_COLUMNS) + 2)})"
     " ON CONFLICT (generation, delivery_id) DO UPDATE SET "
-    + ", ".join(f'"{c}" = excluded."{c}"' for c in ROW_COLUMNS)
+    + ROW_UPDATES
 )
 SELECT_ROWS: Final = (
-    f"SELECT delivery_id, {_quoted(ROW_COLUMNS)} FROM deliveries"
+    f"SELECT delivery_id, {quoted(ROW_COLUMNS)} FROM deliveries"
     f" WHERE generation = ? AND delivery_id IN {_IDS}"
 )
 SELECT_HISTORY: Final = (
