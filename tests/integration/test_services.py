@@ -59,7 +59,7 @@ def _exports(text: str) -> dict[str, str]:
 def services(tmp_path: Path) -> Iterator[Services]:
     directory = tmp_path / "services"
     # The shared checkout's broker jars, when resolved, spare this test a Maven run.
-    shared_lib = broker.lib_dir(Settings.from_env({}))
+    shared_lib = broker.lib_dir(Settings.from_env(os.environ))
     if (shared_lib / ".complete").is_file():
         (directory / "kafka-lib").mkdir(parents=True)
         (directory / "kafka-lib" / shared_lib.name).symlink_to(shared_lib)

@@ -197,3 +197,18 @@ def test_the_command_line_on_an_empty_directory(
     assert main(["logs", "-n"]) == 1 and "-n needs a number" in capsys.readouterr().err
     assert main(["logs", "-x"]) == 1 and "unknown option -x" in capsys.readouterr().err
     assert main(["down", "--all"]) == 1 and "unknown option --all" in capsys.readouterr().err
+
+
+def test_the_wrapper_runs_this_checkout_from_any_directory(tmp_path: Path) -> None:
+    """Called from inside another checkout, scripts/services still runs its own
+    package (python -m would otherwise import the current directory's first)."""
+    decoy = tmp_path / "devservices"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("")
+    (decoy / "__main__.py").write_text("print('decoy')\n")
+    shown = subprocess.run(
+        [str(Path(__file__).resolve().parents[2] / "scripts" / "services"), "help"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("Local backing services for tests and development")
