@@ -237,10 +237,16 @@ def start(settings: Settings, state: State) -> None:
         save_state(settings.state_file, state)
     assert state.kafka_port is not None
     deadline = time.monotonic() + settings.kafka_start_timeout
-    while True:
+
+    def exited() -> bool:
         # Our own child is watched through its handle: for a moment after the start its
         # /proc command line reads empty (the kernel is still setting up the exec).
-        if launched.poll() is not None if launched else not process_alive(settings, state):
+        if launched is not None:
+            return launched.poll() is not None
+        return not process_alive(settings, state)
+
+    while True:
+        if exited():
             state.kafka_pid = None
             save_state(settings.state_file, state)
             raise _fail(settings, "Kafka exited during startup")
