@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from projector.errors import RebuildError
 from projector.runtime import now
 from projector.sources.base import TopicPartition
+from schema.db import IS_ACTIVE
 from schema.lifecycle import GenerationPurpose, GenerationStatus
 from schema.tables import (
     dead_letters,
@@ -108,9 +109,7 @@ def get(conn: Connection, generation: int) -> Generation | None:
 
 
 def active(conn: Connection) -> Generation:
-    row = conn.execute(
-        select(generations).where(generations.c.status == GenerationStatus.ACTIVE)
-    ).first()
+    row = conn.execute(select(generations).where(IS_ACTIVE)).first()
     if row is None:
         raise RebuildError("no active read-model generation; run `projector migrate`")
     return Generation.from_row(row._mapping)

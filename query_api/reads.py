@@ -35,18 +35,14 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 
 from query_api.cursors import DeliveryKey, EventKey
-from schema.lifecycle import GenerationStatus
+from schema.db import IS_ACTIVE
 from schema.tables import deliveries, delivery_events, generations
 
 d = deliveries.c
 e = delivery_events.c
 
 #: The served generation, as a subquery evaluated in the statement's own snapshot.
-ACTIVE: ScalarSelect[int] = (
-    select(generations.c.generation)
-    .where(generations.c.status == GenerationStatus.ACTIVE)
-    .scalar_subquery()
-)
+ACTIVE: ScalarSelect[int] = select(generations.c.generation).where(IS_ACTIVE).scalar_subquery()
 #: The generation a statement reads: ``ACTIVE``, or a number already read in the
 #: same snapshot.
 Generation = int | ScalarSelect[int]

@@ -8,7 +8,7 @@ that the projector and the query API can share the embedded file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from alembic import command
 from alembic.config import Config
@@ -111,11 +111,14 @@ def ensure_migrated(connection: Connection) -> None:
         )
 
 
+#: Which generation is served: the one row of ``generations`` whose status is active.
+#: The projector reads it, the query API embeds it as a subquery in its statements.
+IS_ACTIVE: Final = generations.c.status == GenerationStatus.ACTIVE
+
+
 def active_generation(connection: Connection) -> int:
     """The generation being served."""
-    value = connection.execute(
-        select(generations.c.generation).where(generations.c.status == GenerationStatus.ACTIVE)
-    ).scalar()
+    value = connection.execute(select(generations.c.generation).where(IS_ACTIVE)).scalar()
     if value is None:
         raise SchemaError("no active read-model generation; run `projector migrate`")
     return int(value)
