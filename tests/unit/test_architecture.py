@@ -16,7 +16,7 @@ from tests.helpers import ROOT
 
 pytestmark = pytest.mark.unit
 
-PACKAGES = ("schema", "projector", "query_api", "benchmarks")
+PACKAGES = ("schema", "projector", "query_api", "benchmarks", "devservices")
 
 
 def _modules() -> dict[str, Path]:
