@@ -43,6 +43,10 @@ def settings_conf(port: int, socket_dir: Path) -> str:
         "full_page_writes = off\n"
         "max_connections = 200\n"
         "logging_collector = off\n"
+        "# the delivery core's outbox is relayed by Debezium from the logical log\n"
+        "wal_level = logical\n"
+        "max_wal_senders = 10\n"
+        "max_replication_slots = 10\n"
     )
 
 
