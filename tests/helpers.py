@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
-from projector.fold import fold
 from projector.store import row_to_db
 from schema.db import make_engine
 from schema.events import Event, EventParseError, parse_message
+from schema.fold import fold
 from schema.tables import deliveries, delivery_events, projection_offsets
 
 T = TypeVar("T")

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, tzinfo
 from typing import Any, Final
 
-from projector.fold import DeliveryRow
 from projector.store.rows import (
     HISTORY_COLUMNS,
     ROW_COLUMNS,
@@ -24,6 +23,7 @@ from projector.store.rows import (
     row_values,
 )
 from schema.events import Event
+from schema.fold import DeliveryRow
 from schema.notify import NOTIFY_CHANNEL, notification_payloads
 
 #: Advisory locks per (generation, bucket of delivery ids). Buckets keep the number

@@ -15,9 +15,9 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
-from projector.fold import DeliveryRow, State
 from projector.sources.base import SourceMessage
 from schema.events import Event, make_event
+from schema.fold import DeliveryRow, State
 
 _LONG_NUMBER: Final = re.compile(r"[0-9]{19}")
 

@@ -23,7 +23,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from projector.errors import Fenced, GenerationChanged, StoreUnavailable
-from projector.fold import DeliveryRow, fold, fold_batch
 from projector.runtime import now, owner_name
 from projector.sources.base import SourceMessage, TopicPartition
 from projector.store.base import BatchResult, Claim, PreparedBatch, prepare_batch
@@ -33,6 +32,7 @@ from projector.store.rows import history_row
 from projector.store.sqlite import SqliteTables
 from schema.db import SchemaError, active_generation, redacted
 from schema.events import Event, EventParseError
+from schema.fold import DeliveryRow, fold, fold_batch
 from schema.lifecycle import DeadLetterStatus, GenerationStatus
 from schema.tables import (
     dead_letters,

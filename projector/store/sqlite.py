@@ -18,7 +18,6 @@ from typing import Any, Final
 
 import orjson
 
-from projector.fold import DeliveryRow
 from projector.store.rows import (
     HISTORY_COLUMNS,
     ROW_COLUMNS,
@@ -31,6 +30,7 @@ from projector.store.rows import (
     row_values,
 )
 from schema.events import Event
+from schema.fold import DeliveryRow
 
 
 def _marks(n: int) -> str:

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select, update
 
 from projector.errors import Fenced, GenerationChanged
-from projector.fold import fold
 from projector.sources.base import SourceMessage, TopicPartition
 from projector.store import NOTIFY_CHANNEL, Claim, SqlStore, row_to_db
 from schema.db import make_engine
 from schema.events import parse_message
+from schema.fold import fold
 from schema.tables import dead_letters, delivery_events, generations, projection_offsets
 from tests.helpers import encode, make_event, table_rows
 

@@ -96,7 +96,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_graph_is_read() -> None:
     graph = _graph()
     assert "projector.store.sql" in graph["projector.store"]
-    assert "schema.events" in graph["projector.fold"]
+    assert "schema.events" in graph["schema.fold"]
     assert len(graph) > 40
 
 
@@ -133,7 +133,7 @@ def test_each_side_imports_only_the_contract(package: str, forbidden: tuple[str,
 
 
 def test_the_fold_imports_neither_a_database_nor_a_broker() -> None:
-    path = ROOT / "projector" / "fold.py"
+    path = ROOT / "schema" / "fold.py"
     imported = {
         alias.name.split(".")[0] if isinstance(node, ast.Import) else (node.module or "").split(".")[0]
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projector.fold import HANDLERS, TERMINAL, DeliveryRow, State, apply, distinct, fold
 from schema.events import Event, EventType, make_event
+from schema.fold import HANDLERS, TERMINAL, DeliveryRow, State, apply, distinct, fold
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.unit
@@ -541,10 +541,10 @@ def test_a_fold_of_a_prefix_continued_by_apply_equals_fold(events: list[Event], 
 # -- purity -------------------------------------------------------------------------------
 def test_the_fold_imports_neither_sqlalchemy_nor_kafka() -> None:
     code = (
-        "import sys, projector.fold, schema.events\n"
+        "import sys, schema.fold, schema.events\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('sqlalchemy', 'kafka', 'alembic', 'psycopg'))\n"
-        "assert 'projector.fold' in sys.modules\n"
+        "assert 'schema.fold' in sys.modules\n"
         "print(','.join(heavy) or 'PURE')\n"
     )
     proc = subprocess.run(

@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import select
 
 from projector.errors import Fenced, GenerationChanged, SourceUnavailable, StoreUnavailable
-from projector.fold import fold
 from projector.loop import Mode, Projector
 from projector.sources.base import EventSource, SourceMessage, TopicPartition
 from projector.sources.file import FileSource
 from projector.store import BatchResult, ReadModelStore, SqlStore, row_to_db
 from schema.db import make_engine, migrate
 from schema.events import parse_message
+from schema.fold import fold
 from schema.tables import dead_letters, projection_offsets
 from tests.fakes import FakeStore
 from tests.helpers import (
