@@ -8,11 +8,16 @@ order, and ``fold`` again when one arrives late.
 One handler per known event type, found in ``HANDLERS``. Unknown types have a
 declared policy: they count toward ``event_count`` and ``last_event_at`` and change
 nothing else.
+
+``changes`` is the one definition of a step. ``apply`` uses it for the new row
+alone; ``steps`` also keeps what each event set, from which ``lineage`` (which event
+set each field) and ``timeline`` (the state path, and the transitions a late event
+rewrote, commit by commit) are read: the query API's time travel uses the same rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -51,14 +56,16 @@ Handler = Callable[[DeliveryRow, Event], Changes]
 
 
 def _created(row: DeliveryRow, event: Event) -> Changes:
-    eta = event.estimated_delivery_at
-    return {
+    result: Changes = {
         "order_id": event.data["orderId"],
         "shop_id": event.data["shopId"],
         "created_at": event.occurred_at,
-        "estimated_delivery_at": eta if eta is not None else row.estimated_delivery_at,
-        "state": State.CREATED if row.state is State.UNKNOWN else row.state,
     }
+    if event.estimated_delivery_at is not None:
+        result["estimated_delivery_at"] = event.estimated_delivery_at
+    if row.state is State.UNKNOWN:
+        result["state"] = State.CREATED
+    return result
 
 
 def _rider_assigned(row: DeliveryRow, event: Event) -> Changes:
@@ -79,12 +86,11 @@ def _rider_unassigned(row: DeliveryRow, event: Event) -> Changes:
 def _picked_up(row: DeliveryRow, event: Event) -> Changes:
     if row.state not in (State.UNKNOWN, State.CREATED, State.ASSIGNED):
         return {}
+    result: Changes = {"state": State.PICKED_UP, "picked_up_at": event.occurred_at}
     rider = event.data.get("riderId")
-    return {
-        "state": State.PICKED_UP,
-        "picked_up_at": event.occurred_at,
-        "rider_id": rider if rider is not None else row.rider_id,
-    }
+    if rider is not None:
+        result["rider_id"] = rider
+    return result
 
 
 def _completed(row: DeliveryRow, event: Event) -> Changes:
@@ -125,25 +131,33 @@ def empty_row(event: Event) -> DeliveryRow:
     )
 
 
-def apply(row: DeliveryRow | None, event: Event) -> DeliveryRow:
-    """Fold one event onto ``row``; ``event`` must not sort before ``row.fold_key``.
+def changes(row: DeliveryRow, event: Event) -> Changes:
+    """One step of the fold, the only definition of its rules: the fields ``event`` sets
+    on ``row`` (a dict of new values); ``event`` must not sort before ``row.fold_key``.
 
     Terminal states ignore later events for state, but every event, unknown types
-    included, counts and moves ``last_event_at``.
+    included, counts and moves ``last_event_at``. ``apply`` and ``steps`` are the two
+    uses of it: the new row alone (the projector's hot path), or the row with what
+    the event set (lineage and transitions).
     """
     key = event.sort_key
-    if row is None:
-        row = empty_row(event)
-    elif key < row.fold_key:
+    if key < row.fold_key:
         raise ValueError(
             f"event {event.event_id} sorts before what {row.delivery_id} has folded; refold"
         )
     kind = event.kind
-    changes = HANDLERS[kind](row, event) if kind is not None and row.state not in TERMINAL else {}
-    changes["event_count"] = row.event_count + 1
-    changes["last_event_at"] = max(row.last_event_at, event.occurred_at)
-    changes["fold_key"] = key
-    return _evolve(row, changes)
+    found = HANDLERS[kind](row, event) if kind is not None and row.state not in TERMINAL else {}
+    found["event_count"] = row.event_count + 1
+    found["last_event_at"] = max(row.last_event_at, event.occurred_at)
+    found["fold_key"] = key
+    return found
+
+
+def apply(row: DeliveryRow | None, event: Event) -> DeliveryRow:
+    """Fold one event onto ``row`` (None: the row before any event); see ``changes``."""
+    if row is None:
+        row = empty_row(event)
+    return _evolve(row, changes(row, event))
 
 
 def _evolve(row: DeliveryRow, changes: Changes) -> DeliveryRow:
@@ -206,8 +220,158 @@ def fold_batch(current: Mapping[str, DeliveryRow], events: Iterable[Event]) -> B
         if row is not None and batch[0].sort_key < row.fold_key:
             refold.append(delivery_id)
             continue
-        for event in batch:
-            row = apply(row, event)
+        for event in batch:  # ``apply`` inlined: this loop runs once per event
+            if row is None:
+                row = empty_row(event)
+            row = _evolve(row, changes(row, event))
         assert row is not None
         rows.append(row)
     return BatchFold(rows, refold)
+
+
+# -- the fold step by step: lineage and the state path -----------------------------
+#: The row's own bookkeeping, not a field of the delivery.
+_INTERNAL: Final = frozenset({"fold_key"})
+#: The row's fields in declaration order (lineage is reported in this order).
+ROW_FIELDS: Final = tuple(f for f in DeliveryRow.__dataclass_fields__ if f not in _INTERNAL)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One event folded: the row after it, the state before it, and the fields it set.
+
+    ``fields`` are the keys of ``changes`` (the fold's own rules), ``fold_key`` aside:
+    a field is *set* by an event when its rule writes it, also to the value it held
+    (an assignment from ASSIGNED writes ``state``) or to null (an unassignment
+    clears ``rider_id``). ``event_count`` and ``last_event_at`` are set by every event.
+    """
+
+    event: Event
+    row: DeliveryRow
+    before: State
+    fields: tuple[str, ...]
+
+
+def _steps(row: DeliveryRow | None, ordered: Iterable[Event]) -> list[Step]:
+    """``ordered`` (distinct, in fold order) folded onto ``row``, step by step."""
+    found: list[Step] = []
+    for event in ordered:
+        base = row if row is not None else empty_row(event)
+        change = changes(base, event)
+        row = _evolve(base, change)
+        found.append(Step(event, row, base.state, tuple(k for k in change if k not in _INTERNAL)))
+    return found
+
+
+def steps(events: Iterable[Event]) -> list[Step]:
+    """``fold`` one step at a time: the last step's row is ``fold(events)``."""
+    return _steps(None, sorted(distinct(events), key=lambda e: e.sort_key))
+
+
+def lineage(folded: Sequence[Step]) -> dict[str, Step]:
+    """Per row field, the last step (in fold order) that set it; fields no event set are
+    absent. In ``ROW_FIELDS`` order."""
+    last: dict[str, Step] = {}
+    for step in folded:
+        for name in step.fields:
+            last[name] = step
+    return {name: last[name] for name in ROW_FIELDS if name in last}
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change of state on the fold's path: ``source`` -> ``target`` when ``event`` folded.
+
+    ``rewritten_by``: this transition was on the path the read model showed after an
+    earlier commit, and the commit that brought ``rewritten_by`` (the first of its
+    events in fold order) took it off the path; None for the path of the whole fold.
+    """
+
+    source: State
+    target: State
+    event: Event
+    rewritten_by: Event | None = None
+
+
+_TransitionKey = tuple[State, State, str]
+
+
+def _path(folded: Iterable[Step]) -> dict[_TransitionKey, Step]:
+    return {
+        (s.before, s.row.state, s.event.event_id): s for s in folded if s.before is not s.row.state
+    }
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A delivery's events folded commit by commit, as the read model received them.
+
+    ``steps``: the fold of all of them (its last row is ``fold`` of the events).
+    ``transitions``: the state path of that fold, and every transition an earlier
+    commit's fold had on its path and a later commit rewrote; ordered by the fold
+    order of their event, a rewritten one before a later one of the same event.
+    """
+
+    steps: list[Step]
+    transitions: list[Transition]
+
+    @property
+    def row(self) -> DeliveryRow | None:
+        return self.steps[-1].row if self.steps else None
+
+
+def timeline(commits: Iterable[Sequence[Event]]) -> Timeline:
+    """Fold ``commits`` (groups of events, in the order they were applied) as the
+    projector does: a commit whose events all sort after the fold so far extends it;
+    one with an earlier event refolds from that event on. After each commit the path
+    is compared with the one before: transitions that left it are rewritten by it.
+    """
+    folded: list[Step] = []
+    seen: set[str] = set()
+    shown: dict[_TransitionKey, int] = {}  # the current path: key -> when it appeared
+    found: list[tuple[tuple[datetime, int, str], int, Transition]] = []
+    appeared = 0
+    for commit in commits:
+        fresh = distinct(e for e in commit if e.event_id not in seen)
+        new = sorted(fresh, key=lambda e: e.sort_key)
+        if not new:
+            continue
+        seen.update(e.event_id for e in new)
+        first = new[0].sort_key
+        start = len(folded)
+        while start and folded[start - 1].event.sort_key > first:
+            start -= 1
+        old_tail = _path(folded[start:])
+        rest = sorted([s.event for s in folded[start:]] + new, key=lambda e: e.sort_key)
+        folded[start:] = _steps(folded[start - 1].row if start else None, rest)
+        new_tail = _path(folded[start:])
+        for key, step in old_tail.items():
+            if key not in new_tail:
+                transition = Transition(key[0], key[1], step.event, rewritten_by=new[0])
+                found.append((step.event.sort_key, shown.pop(key), transition))
+        for key in new_tail:
+            if key not in shown:
+                shown[key] = appeared
+                appeared += 1
+    current = _path(folded)
+    for key, step in current.items():
+        found.append((step.event.sort_key, shown[key], Transition(key[0], key[1], step.event)))
+    found.sort(key=lambda item: (item[0], item[1]))
+    return Timeline(folded, [t for _, _, t in found])
+
+
+def event_from_history(r: Mapping[str, Any]) -> Event:
+    """An event of the history table (``delivery_events``) as it was folded: its type as
+    stored, its ETA as read when it was first applied (so a later change of
+    SOURCE_TIMEZONE moves nothing)."""
+    sequence = r["sequence"]
+    return Event(
+        event_id=r["event_id"],
+        event_type=r["event_type"],
+        delivery_id=r["delivery_id"],
+        occurred_at=r["occurred_at"],
+        sequence=None if sequence is None else int(sequence),
+        data=r["data"] if r["data"] is not None else {},
+        known=bool(r["known"]),
+        estimated_delivery_at=r["estimated_delivery_at"],
+    )

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schema.events import Event, EventType, make_event
-from schema.fold import HANDLERS, TERMINAL, DeliveryRow, State, apply, distinct, fold
+from schema.fold import HANDLERS, TERMINAL, DeliveryRow, State, apply, distinct, fold, steps
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.unit
@@ -552,3 +552,33 @@ def test_the_fold_imports_neither_sqlalchemy_nor_kafka() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "PURE"
+
+
+# -- the fold step by step (lineage and transitions read these) ---------------------------
+@PROPERTY
+@given(events=events_of_one_delivery())
+def test_steps_end_in_the_fold_and_each_step_is_apply(events: list[Event]) -> None:
+    """``steps`` is the same fold: its rows are ``apply``'s, its last row is ``fold``'s."""
+    folded_steps = steps(events)
+    assert folded_steps[-1].row == fold(events)
+    row: DeliveryRow | None = None
+    for step_ in folded_steps:
+        assert step_.before is (row.state if row else State.UNKNOWN)
+        row = apply(row, step_.event)
+        assert step_.row == row
+        assert {"event_count", "last_event_at"} <= set(step_.fields)
+        assert "fold_key" not in step_.fields
+
+
+def test_a_rule_reports_only_the_fields_it_writes() -> None:
+    """A Created without an ETA, or from ASSIGNED, keeps those fields: it does not set them;
+    a pickup without a rider keeps the rider."""
+    created = steps([ev(ASSIGNED, 0), ev(CREATED, 1)])[1]
+    assert set(created.fields) == {"order_id", "shop_id", "created_at", "event_count",
+                                   "last_event_at"}
+    picked = steps([ev(ASSIGNED, 0), ev(PICKED_UP, 1)])[1]
+    assert "rider_id" not in picked.fields and picked.row.rider_id == "R-1"
+    with_rider = steps([ev(ASSIGNED, 0), ev(PICKED_UP, 1, riderId="R-2")])[1]
+    assert "rider_id" in with_rider.fields
+    ignored = steps([ev(CANCELLED, 0), ev(COMPLETED, 1)])[1]
+    assert set(ignored.fields) == {"event_count", "last_event_at"}
