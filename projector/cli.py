@@ -7,7 +7,6 @@ the same meaning. Exit 0 on success; otherwise one clear line on stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -19,6 +18,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from projector.errors import ProjectorError
 from projector.settings import Settings
+from projector.terminal import json_line, printable, printable_lines
 from schema.db import redacted
 
 log = logging.getLogger("projector")
@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    line = " ".join(message.split())  # one line, whatever the message held
+    line = printable(" ".join(message.split()))  # one line, whatever the message held
     if len(line) > 500:
         line = line[:497] + "..."
     print(f"projector: error: {line}", file=sys.stderr)
@@ -249,15 +249,21 @@ def _first_line(exc: Any) -> str:
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
+        return json_line(
             {
                 "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
                 "level": record.levelname.lower(),
                 "logger": record.name,
                 "message": record.getMessage(),
-            },
-            ensure_ascii=False,
+            }
         )
+
+
+class _TextFormatter(logging.Formatter):
+    """Log lines as text; a topic, an id or a reason in them is shown, never obeyed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable_lines(super().format(record))
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -265,7 +271,7 @@ def _setup_logging(verbose: bool) -> None:
     if os.environ.get("LOG_FORMAT", "text") == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

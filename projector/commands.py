@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -15,12 +14,14 @@ from sqlalchemy import Engine, select
 
 from projector.errors import ConfigError, ProjectorError, SourceUnavailable
 from projector.loop import Projector, stderr_progress
+from projector.progress import Summary
 from projector.rebuild import RebuildRequest, VerifyRequest, run_rebuild, run_verify
 from projector.runtime import install_stop_signals, open_engine
 from projector.settings import Settings
 from projector.sources import open_source
 from projector.sources.base import SourceMessage, TopicPartition
 from projector.store import SqlStore
+from projector.terminal import escape_json_text, json_line, printable, printable_lines
 from schema import status as status_queries
 from schema.db import (
     active_generation,
@@ -114,16 +115,15 @@ def collect_status(settings: Settings, ask_source: bool = True) -> dict[str, Any
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     doc = collect_status(settings, ask_source=not args.no_source)
     if args.json:
-        print(json.dumps(doc, ensure_ascii=False))
+        print(json_line(doc))
         return 0
     print(f"generation {doc['generation']}")
     print(f"{'topic':<40} {'partition':>9} {'next':>10} {'end':>10} {'lag':>8}")
     for p in doc["partitions"]:
         end = "?" if p["endOffset"] is None else p["endOffset"]
         lag = "?" if p["lag"] is None else p["lag"]
-        print(
-            f"{p['topic'][-40:]:<40} {p['partition']:>9} {p['nextOffset']:>10} {end:>10} {lag:>8}"
-        )
+        topic = printable(p["topic"])[-40:]
+        print(f"{topic:<40} {p['partition']:>9} {p['nextOffset']:>10} {end:>10} {lag:>8}")
     print(
         f"events applied: {doc['eventsApplied']}  unknown: {doc['unknownEvents']}  "
         f"dead letters: {doc['deadLetters']}  last event: {doc['lastEventAt'] or '-'}"
@@ -149,7 +149,7 @@ def _dead_letters_list(engine: Engine, args: argparse.Namespace) -> int:
         value = r.value.decode("utf-8", errors="replace") if r.value is not None else None
         if args.json:
             print(
-                json.dumps(
+                json_line(
                     {
                         "id": r.id,
                         "topic": r.topic,
@@ -163,15 +163,15 @@ def _dead_letters_list(engine: Engine, args: argparse.Namespace) -> int:
                         "reason": r.reason,
                         "status": r.status,
                         "createdAt": r.created_at.isoformat(),
-                    },
-                    ensure_ascii=False,
+                    }
                 )
             )
         else:
-            shown = (value or "")[:80]
+            shown = printable((value or "")[:80])
             print(
-                f"#{r.id} {r.topic}:{r.partition}@{r.offset} {r.error_code} {r.status}: "
-                f"{r.reason}\n    {shown}"
+                f"#{r.id} {printable(r.topic)}:{r.partition}@{r.offset}"
+                f" {printable(r.error_code)} {printable(r.status)}: {printable(r.reason)}"
+                f"\n    {shown}"
             )
     if not args.json:
         print(f"{len(rows)} dead letter(s)", file=sys.stderr)
@@ -204,13 +204,13 @@ def _dead_letters_replay(engine: Engine, settings: Settings, args: argparse.Name
             event = parse_message(message.value, message.key, message.headers, settings.source_tz)
         except EventParseError as exc:
             still += 1
-            print(f"#{r.id} still invalid: {exc.code.value}: {exc.reason}")
+            print(f"#{r.id} still invalid: {exc.code.value}: {printable(exc.reason)}")
             continue
         store.apply_replayed(generation, message, event, r.id)
         fixed += 1
         print(
-            f"#{r.id} replayed as event {event.event_id}"
-            f" ({event.event_type} of {event.delivery_id})"
+            f"#{r.id} replayed as event {printable(event.event_id)}"
+            f" ({printable(event.event_type)} of {printable(event.delivery_id)})"
         )
     print(f"{fixed} replayed, {still} still invalid", file=sys.stderr)
     return 0
@@ -266,14 +266,19 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
         allow_empty=args.allow_empty,
     )
     summary = run_rebuild(settings, request)
-    print(summary.to_json() if args.json else summary.to_text(), flush=True)
+    print(_summary_text(summary, args.json), flush=True)
     return 0
 
 
 def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     summary = run_verify(settings, VerifyRequest.of(from_offset=args.from_offset, limit=args.limit))
-    print(summary.to_json() if args.json else summary.to_text(), flush=True)
+    print(_summary_text(summary, args.json), flush=True)
     return 1 if summary.differences else 0
+
+
+def _summary_text(summary: Summary, as_json: bool) -> str:
+    """A rebuild's or verify's summary; delivery ids in it are shown, never obeyed."""
+    return escape_json_text(summary.to_json()) if as_json else printable_lines(summary.to_text())
 
 
 Command = Callable[[Settings, argparse.Namespace], int]

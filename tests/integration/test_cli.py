@@ -132,3 +132,52 @@ def test_a_dead_letter_that_parses_now_is_replayed_into_the_read_model(db_url: s
     assert (status["deadLetters"], status["eventsApplied"]) == (2, 7)
     listed = run_projector(["dead-letters", "list", "--all", "--json"], env).stdout.splitlines()
     assert sorted(json.loads(line)["status"] for line in listed) == ["pending", "pending", "replayed"]
+
+
+#: What a terminal would obey: C0 (a newline ends a line of output), DEL, C1, bidi controls.
+_OBEYED = ({chr(c) for c in range(0x20)} - {"\n"}) | {chr(c) for c in range(0x7F, 0xA0)} | {
+    "\u061c", "\u200e", "\u200f", "\u2028", "\u2029", *map(chr, range(0x202A, 0x202F)),
+    *map(chr, range(0x2066, 0x206A))}
+
+
+def test_text_output_shows_control_characters_escaped_never_raw(sqlite_url: str,
+                                                                tmp_path: Path) -> None:
+    """Issue #9 hole 3: a crafted message must not retitle, recolour or rewrite the terminal."""
+    from datetime import datetime
+
+    from schema.db import make_engine
+    from schema.tables import dead_letters
+
+    stream = write_jsonl(tmp_path / "str\x1b[31meam.jsonl", [
+        make_event("DeliveryCreated", "D-1", event_id="a1"),
+        b'{"eventId": "\x1b]0;pwned\x07", "x": "\r\x1b[2J\xc2\x9b31m\xe2\x80\xae"',  # poison
+        make_event("DeliveryCreated", "D-\x1b[5m", event_id="e-\u202e1",
+                   occurrenceDateTime="\x1b[31m2026"),  # unreadable time, shown in the reason
+    ])
+    env = projector_env(sqlite_url, str(stream))
+    run_projector(["migrate"], env)
+    ran = run_projector(["run", "--until-caught-up"], env)
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:  # as after a parser fix: valid now, ids full of controls
+        conn.execute(dead_letters.insert().values(
+            generation=1, topic="old\x1b[2Jtopic", partition=0, offset=7, key=b"D-\x1b[41m",
+            value=encode({"eventId": "r\u202e1", "eventType": "Delivery\x07Poked",
+                          "occurrenceDateTime": "2026-11-25T07:00:00Z"}),
+            headers=[], error_code="INVALID_JSON", reason="old \x1b[1mparser\x1b[0m",
+            status="pending", created_at=datetime.now(UTC)))
+    engine.dispose()
+    listed = run_projector(["dead-letters", "list"], env)
+    assert "\\x1b]0;pwned\\x07" in listed.stdout and "\\r\\x1b[2J\\x9b31m\\u202e" in listed.stdout
+    assert "old \\x1b[1mparser" in listed.stdout and "old\\x1b[2Jtopic" in listed.stdout
+    as_json = run_projector(["dead-letters", "list", "--json"], env)
+    values = [json.loads(line)["value"] for line in as_json.stdout.splitlines()]
+    assert any("\x1b]0;pwned\x07" in v for v in values)  # JSON keeps the value exact
+    status = run_projector(["status"], env)
+    status_json = run_projector(["status", "--json"], env)
+    assert json.loads(status_json.stdout)["partitions"][0]["topic"] == str(stream.resolve())
+    replayed = run_projector(["dead-letters", "replay"], env)
+    assert "r\\u202e1" in replayed.stdout and "Delivery\\x07Poked" in replayed.stdout
+    assert "D-\\x1b[41m" in replayed.stdout
+    for out in (ran, listed, as_json, status, status_json, replayed):
+        shown = {c for c in out.stdout + out.stderr if c in _OBEYED}
+        assert not shown, (out.args, shown, out.stdout, out.stderr)
