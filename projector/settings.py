@@ -7,6 +7,7 @@ settings are the projector's own.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import tzinfo
@@ -17,6 +18,9 @@ from schema import settings as shared
 from schema.settings import DEFAULT_DATABASE_URL, SettingError, SharedSettings
 
 __all__ = ["DEFAULT_DATABASE_URL", "Settings", "zone_or_error"]
+
+# What Kafka accepts as a group.instance.id (as kafka-python checks it).
+_INSTANCE_ID = re.compile(r"(?!\.\.?$)[A-Za-z0-9._-]{1,249}")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,14 @@ class Settings:
     business_timezone: str = SharedSettings.business_timezone
     batch_size: int = 2000
     batch_max_wait_ms: int = 200
+    # Consumer-group membership (issue #9, hole 6). A member that dies without leaving
+    # holds its partitions until its session times out: 6 s is the broker's default
+    # group.min.session.timeout.ms, the shortest it accepts. A static member
+    # (``kafka_group_instance_id``) restarted with the same id takes its partitions
+    # back at once, without waiting for the old session or a rebalance.
+    kafka_session_timeout_ms: int = 6000
+    kafka_heartbeat_interval_ms: int = 1000
+    kafka_group_instance_id: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -41,6 +53,15 @@ class Settings:
                 batch_size=shared.integer(env, "PROJECTOR_BATCH_SIZE", defaults.batch_size),
                 batch_max_wait_ms=shared.integer(
                     env, "PROJECTOR_BATCH_MAX_WAIT_MS", defaults.batch_max_wait_ms
+                ),
+                kafka_session_timeout_ms=shared.integer(
+                    env, "KAFKA_SESSION_TIMEOUT_MS", defaults.kafka_session_timeout_ms
+                ),
+                kafka_heartbeat_interval_ms=shared.integer(
+                    env, "KAFKA_HEARTBEAT_INTERVAL_MS", defaults.kafka_heartbeat_interval_ms
+                ),
+                kafka_group_instance_id=shared.text(
+                    env, "KAFKA_GROUP_INSTANCE_ID", defaults.kafka_group_instance_id
                 ),
             )
         except SettingError as exc:
@@ -64,6 +85,20 @@ class Settings:
             raise ConfigError("PROJECTOR_BATCH_SIZE must be at least 1")
         if self.batch_max_wait_ms < 0:
             raise ConfigError("PROJECTOR_BATCH_MAX_WAIT_MS must not be negative")
+        if self.kafka_session_timeout_ms < 1:
+            raise ConfigError("KAFKA_SESSION_TIMEOUT_MS must be at least 1")
+        if not 1 <= self.kafka_heartbeat_interval_ms < self.kafka_session_timeout_ms:
+            raise ConfigError(
+                "KAFKA_HEARTBEAT_INTERVAL_MS must be at least 1 and below "
+                f"KAFKA_SESSION_TIMEOUT_MS ({self.kafka_session_timeout_ms})"
+            )
+        if self.kafka_group_instance_id and not _INSTANCE_ID.fullmatch(
+            self.kafka_group_instance_id
+        ):
+            raise ConfigError(
+                f"KAFKA_GROUP_INSTANCE_ID={self.kafka_group_instance_id!r}: use 1 to 249 of "
+                "A-Z a-z 0-9 . _ - (not '.' or '..')"
+            )
 
     @property
     def source_tz(self) -> tzinfo:

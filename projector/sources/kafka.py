@@ -3,6 +3,14 @@
 The consumer is created on first use, never in ``__init__``, so that building a
 source never touches the network. Auto-commit is off: the read model keeps the
 offsets; what we commit to Kafka is only a hint for lag tools.
+
+Hand-over (issue #9, hole 6): a member that stops cleanly leaves the group in
+``close`` (its partitions go to the others at once); one that dies holds them until
+its session times out (``KAFKA_SESSION_TIMEOUT_MS``, 6 s by default, the broker's
+minimum). A static member (``KAFKA_GROUP_INSTANCE_ID``) restarted with the same id
+gets its partitions back at once, without a rebalance; in exchange it does not
+leave the group when it stops (Kafka's rule for static members), so its partitions
+wait for it, or for its session to time out.
 """
 
 from __future__ import annotations
@@ -11,13 +19,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from projector.errors import SourceUnavailable
+from projector.errors import ConfigError, SourceUnavailable
 from projector.settings import Settings
 from projector.sources.base import SourceMessage, TopicPartition
 
 log = logging.getLogger(__name__)
 
 _TIMEOUT_MS = 15_000
+_CLOSE_TIMEOUT_MS = 5_000  # a clean stop must not hang on an unreachable broker
 
 
 class KafkaSource:
@@ -68,10 +77,18 @@ class KafkaSource:
             return None  # not assigned any more, or not known yet
 
     def poll(self, max_records: int, timeout_ms: int) -> list[SourceMessage]:
-        from kafka.errors import KafkaError
+        from kafka.errors import FencedInstanceIdError, KafkaError
 
         try:
             records = self._client().poll(timeout_ms=timeout_ms, max_records=max_records)
+        except FencedInstanceIdError:
+            # Two live members with one instance id would take the partitions from each
+            # other forever: the one fenced by the broker stops.
+            raise ConfigError(
+                f"KAFKA_GROUP_INSTANCE_ID={self.settings.kafka_group_instance_id!r} is in use "
+                f"by another member of group {self.settings.kafka_group_id!r}; give each "
+                "projector its own"
+            ) from None
         except KafkaError as exc:
             raise self._unavailable(exc) from exc
         messages: list[SourceMessage] = []
@@ -133,9 +150,11 @@ class KafkaSource:
             log.debug("kafka commit hint failed: %s", exc)
 
     def close(self) -> None:
+        """Leave the group (a dynamic member: its partitions are reassigned at once,
+        not after its session), then close the connections."""
         if self._consumer is not None:
             try:
-                self._consumer.close(autocommit=False)
+                self._consumer.close(autocommit=False, timeout_ms=_CLOSE_TIMEOUT_MS)
             finally:
                 self._consumer = None
 
@@ -145,6 +164,9 @@ class KafkaSource:
             from kafka import KafkaConsumer
             from kafka.errors import KafkaError
 
+            membership: dict[str, Any] = {}
+            if self.group and self.settings.kafka_group_instance_id:
+                membership["group_instance_id"] = self.settings.kafka_group_instance_id
             try:
                 self._consumer = KafkaConsumer(
                     bootstrap_servers=self.settings.kafka_bootstrap_servers.split(","),
@@ -156,10 +178,11 @@ class KafkaSource:
                     max_poll_records=self.settings.batch_size,
                     fetch_max_wait_ms=self.settings.batch_max_wait_ms,
                     client_id="delivery-projector",
-                    session_timeout_ms=10_000,
-                    heartbeat_interval_ms=1_000,
+                    session_timeout_ms=self.settings.kafka_session_timeout_ms,
+                    heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
                     request_timeout_ms=_TIMEOUT_MS + 5_000,
                     bootstrap_timeout_ms=_TIMEOUT_MS,
+                    **membership,
                 )
             except (KafkaError, OSError, ValueError) as exc:
                 raise self._unavailable(exc) from exc
