@@ -167,12 +167,26 @@ def parse_time(value: object, source_tz: tzinfo, what: str) -> datetime:
 
 
 def decode_value(raw: bytes | None) -> dict[str, Any]:
-    """Bytes -> JSON object; a JSON string holding the object is decoded once more."""
+    """Bytes -> JSON object; a JSON string holding the object is decoded once more.
+
+    Any JSON text is decoded as it is, a ``\\u0000`` or a lone ``\\ud800`` included:
+    whether such a string may be stored is decided by ``parse_message``, for the
+    fields it reads and stores only (unknown top-level fields are ignored).
+    """
+    return _decode(raw)[0]
+
+
+def _decode(raw: bytes | None) -> tuple[dict[str, Any], bool]:
+    """The object, and whether its text held a ``\\u`` escape.
+
+    Only an escape can put a NUL or a lone surrogate into a string: without one,
+    nothing decoded needs that check (the fast path never sees an escape).
+    """
     if raw is None or raw == b"":
         raise EventParseError(ErrorCode.EMPTY_MESSAGE, "the message has no value")
     fast = _fast_object(raw)
     if fast is not None:
-        return fast
+        return fast, False
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte order mark from an editor
     except UnicodeDecodeError as exc:
@@ -196,11 +210,9 @@ def decode_value(raw: bytes | None) -> dict[str, Any]:
         raise EventParseError(
             ErrorCode.NOT_AN_OBJECT, f"the value must be a JSON object, got {_kind(value)}"
         )
-    if "\\u" in text:  # only a \u escape can smuggle in a lone surrogate or a NUL
-        _check_storable(value)
     if text.count("[") + text.count("{") > MAX_DEPTH:
         _check_depth(value)
-    return value
+    return value, "\\u" in text
 
 
 #: Digits to "9", every other byte to a space: a run of 19 digits is then a substring
@@ -262,9 +274,15 @@ def _finite_float(text: str) -> float:
     return number
 
 
-def _check_storable(value: Any) -> None:
-    """Reject text no database can store as UTF-8: lone surrogates (``\\ud800``) and NUL."""
-    stack = [value]
+def _check_data_storable(kind: EventType | None, data: Mapping[str, Any]) -> None:
+    """``data`` is stored whole: refuse what no database can store, and NUL where we read.
+
+    A lone surrogate (``\\ud800``) cannot be written as UTF-8 anywhere in it. A NUL
+    (``\\u0000``) is refused only in a field this event type reads; in any other
+    field it is kept (CONTRACT.md: unknown fields are kept, never an error), and the
+    store writes it as its database can (``projector.store.rows.jsonb_text``).
+    """
+    stack: list[Any] = [data]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
@@ -272,19 +290,35 @@ def _check_storable(value: Any) -> None:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                raise EventParseError(
-                    ErrorCode.INVALID_JSON, "the value holds a NUL character (\\u0000)"
-                )
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise EventParseError(
-                    ErrorCode.INVALID_UTF8,
-                    f"the value holds a lone surrogate (\\u{ord(item[exc.start]):04x}),"
-                    " which UTF-8 cannot encode",
-                ) from None
+        elif isinstance(item, str) and not _utf8_encodable(item):
+            raise EventParseError(
+                ErrorCode.INVALID_UTF8,
+                f"data holds a lone surrogate (\\u{ord(_first_surrogate(item)):04x}),"
+                " which UTF-8 cannot encode",
+            )
+    if kind is None:
+        return
+    for name in _READ_DATA_FIELDS[kind]:
+        _refuse_nul(data.get(name), f"data.{name}")
+
+
+#: What each known type reads from ``data``: its fields, and ``estimatedDeliveryAt``,
+#: which every known type reads when it is present (``make_event``).
+_READ_DATA_FIELDS: Final[Mapping[EventType, frozenset[str]]] = {
+    kind: frozenset({f.name for f in fields} | {"estimatedDeliveryAt"})
+    for kind, fields in DATA_FIELDS.items()
+}
+
+
+def _refuse_nul(value: object, name: str) -> None:
+    if isinstance(value, str) and "\x00" in value:
+        raise EventParseError(
+            ErrorCode.INVALID_JSON, f"{name} holds a NUL character (\\u0000)"
+        )
+
+
+def _first_surrogate(text: str) -> str:
+    return next(c for c in text if "\ud800" <= c <= "\udfff")
 
 
 def parse_message(
@@ -294,7 +328,7 @@ def parse_message(
     source_tz: tzinfo = UTC,
 ) -> Event:
     """Parse one message into an ``Event`` or raise ``EventParseError``."""
-    body = decode_value(value)
+    body, escaped = _decode(value)
     header_map = _headers(headers) if headers else {}
 
     event_id = _identifier(body, "eventId", header_map.get("id"), "header 'id'")
@@ -302,11 +336,14 @@ def parse_message(
     delivery_id = _identifier(body, "deliveryId", _key_text(key), "message key")
 
     if "occurrenceDateTime" in body:
-        occurred_at = parse_time(body["occurrenceDateTime"], source_tz, "occurrenceDateTime")
+        time_field = "occurrenceDateTime"
     elif "occurenceDateTime" in body:
-        occurred_at = parse_time(body["occurenceDateTime"], source_tz, "occurenceDateTime")
+        time_field = "occurenceDateTime"
     else:
         raise EventParseError(ErrorCode.MISSING_FIELD, "occurrenceDateTime is required")
+    if escaped:
+        _refuse_nul(body[time_field], time_field)
+    occurred_at = parse_time(body[time_field], source_tz, time_field)
 
     sequence = body.get("sequence")
     if sequence is not None and (isinstance(sequence, bool) or not isinstance(sequence, int)):
@@ -321,6 +358,8 @@ def parse_message(
         data = {}
     if not isinstance(data, dict):
         raise EventParseError(ErrorCode.WRONG_TYPE, f"data must be an object, got {_kind(data)}")
+    if escaped:
+        _check_data_storable(canonical_type(raw_type), data)
 
     return make_event(event_id, raw_type, delivery_id, occurred_at, sequence, data, source_tz)
 
@@ -404,10 +443,16 @@ def _identifier(
         raise EventParseError(ErrorCode.WRONG_TYPE, f"{name} must be a string, got {_kind(value)}")
     if not value.strip():
         raise EventParseError(ErrorCode.EMPTY_FIELD, f"{name} must not be empty")
-    # The body was checked whole by ``decode_value``; a header or the key was not.
-    if not from_body and ("\x00" in value or not _utf8_encodable(value)):
+    if "\x00" in value or not (value.isascii() or _utf8_encodable(value)):
+        if not from_body:
+            raise EventParseError(
+                ErrorCode.WRONG_TYPE, f"{name} holds a NUL character or a lone surrogate"
+            )
+        _refuse_nul(value, name)
         raise EventParseError(
-            ErrorCode.WRONG_TYPE, f"{name} holds a NUL character or a lone surrogate"
+            ErrorCode.INVALID_UTF8,
+            f"{name} holds a lone surrogate (\\u{ord(_first_surrogate(value)):04x}),"
+            " which UTF-8 cannot encode",
         )
     if len(value) > MAX_ID_LENGTH:
         raise EventParseError(

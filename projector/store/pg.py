@@ -17,6 +17,7 @@ from projector.store.rows import (
     ROW_UPDATES,
     HistoryRow,
     event_from_db,
+    jsonb_text,
     load_json,
     quoted,
     row_from_db,
@@ -130,7 +131,8 @@ class PgTables:
         with cursor.copy(COPY_EVENTS) as copy:
             copy.set_types(_copy_types(_STAGE_EVENTS_COLUMNS))
             for row in rows:
-                copy.write_row(row)
+                data = jsonb_text(row.data)  # the same text unless it holds a NUL
+                copy.write_row(row if data is row.data else row._replace(data=data))
         cursor.execute(LOCK_STAGED, [generation, LOCK_BUCKETS - 1])
         cursor.execute(INSERT_HISTORY, [generation, applied_at])
         return {r[0] for r in cursor.fetchall()}

@@ -106,6 +106,33 @@ def json_text(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+#: A NUL as JSON text writes it (orjson and ``json`` both escape it so).
+_NUL_ESCAPE: Final = "\\u0000"
+
+
+def jsonb_text(text: str) -> str:
+    """JSON text that PostgreSQL's ``jsonb`` can hold: each NUL in a string or key as U+FFFD.
+
+    ``jsonb`` refuses ``\\u0000`` (its strings are ``text``). Only fields no event
+    type reads can hold one (``schema.events``), so the fold never sees the change;
+    U+FFFD (not removal) keeps a key with a NUL from becoming a field we read.
+    SQLite keeps the text as received.
+    """
+    if _NUL_ESCAPE not in text:
+        return text
+    return json_text(_without_nul(load_json(text)))
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
 def row_values(row: DeliveryRow) -> tuple[Any, ...]:
     """A current row as (delivery_id, *ROW_COLUMNS)."""
     occurred_at, sequence, event_id = row.fold_key

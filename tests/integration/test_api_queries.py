@@ -381,3 +381,30 @@ def test_a_date_must_be_written_yyyy_mm_dd(read_model: ReadModel, backend: str) 
     result = query(read_model, backend, "api_happy.jsonl",
                    '{ riderDailyStats(riderId: "R-1", from: "2026-W01-1", to: "2026-W01-2") { date } }')
     assert any("YYYY-MM-DD" in m for m in error_messages(result))
+
+
+def test_a_nul_in_fields_we_do_not_read_is_stored_and_served(read_model: ReadModel,
+                                                             backend: str) -> None:
+    """Issue #9 hole 4: an unknown data field or top-level field holding \\u0000 is no dead
+    letter. SQLite keeps the NUL as received; PostgreSQL's jsonb cannot hold one, so there
+    it is stored as U+FFFD. A NUL in a field we read (orderId) stays a dead letter."""
+    result = query(read_model, backend, "api_nul_unknown.jsonl", """
+      { delivery(id: "D-NUL") { orderId shopId state eventCount
+          history { totalCount edges { node { eventId eventType data } } } }
+        unread: delivery(id: "D-READ") { id }
+        projectionStatus { eventsApplied unknownEvents deadLetters } }""")
+    nul = "\x00" if backend == "sqlite" else "\ufffd"
+    data = data_of(result)
+    assert data["projectionStatus"] == {"eventsApplied": 2, "unknownEvents": 1, "deadLetters": 1}
+    assert data["unread"] is None
+    delivery = data["delivery"]
+    assert (delivery["orderId"], delivery["shopId"], delivery["state"],
+            delivery["eventCount"]) == ("O-1", "S-1", "CREATED", 2)
+    assert delivery["history"]["totalCount"] == 2
+    assert [e["node"] for e in delivery["history"]["edges"]] == [
+        {"eventId": "n1", "eventType": "DeliveryCreated",
+         "data": {"orderId": "O-1", "shopId": "S-1", "note": f"a{nul}b",
+                  f"x{nul}": [nul, {"y": nul}]}},
+        {"eventId": "n2", "eventType": "DeliveryRiderCheered",
+         "data": {"orderId": nul, "cheer": f"go{nul}go"}},
+    ]

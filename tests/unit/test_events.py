@@ -415,6 +415,101 @@ def test_a_nul_escape_is_rejected() -> None:
     rejected(raw, ErrorCode.INVALID_JSON)
 
 
+# -- a NUL in a field we do not read (issue #9 hole 4) ------------------------------------
+def test_a_nul_in_an_unknown_data_field_is_kept_not_a_dead_letter() -> None:
+    data = {"orderId": "O-1", "shopId": "S-1", "note": "a\u0000b", "x\u0000": ["\u0000", {"y": "\u0000"}]}
+    for ascii_only in (True, False):
+        event = parse_message(json.dumps(body(data=data), ensure_ascii=ascii_only).encode())
+        assert event.data == data
+
+
+def test_a_nul_in_an_unknown_event_types_data_is_kept() -> None:
+    data = {"orderId": "O\u00001", "riderId": "\u0000"}  # an unknown type reads no data field
+    event = parse(body(eventType="DeliveryRiderCheered", data=data))
+    assert not event.known and event.data == data
+
+
+@pytest.mark.parametrize("value", ["\u0000", "\ud800", {"deep": ["a\u0000", "\udfff"]}])
+def test_an_unknown_top_level_field_is_ignored_whatever_it_holds(value: Any) -> None:
+    """Neither stored nor read: not even a lone surrogate makes it a dead letter."""
+    raw = json.dumps(body(extra=value, **{"x\u0000y": 1})).encode()
+    assert parse_message(raw) == parse(body())
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"eventId": "e-\u00001"},
+        {"eventType": "DeliveryCreated\u0000"},
+        {"deliveryId": "D-\u0000"},
+        {"data": {"orderId": "O-1", "shopId": "\u0000"}},
+        {"eventType": "DeliveryCancelled", "data": {"reason": "late\u0000"}},
+        {"eventType": "DeliveryPickedUp", "data": {"riderId": "R\u0000"}},
+    ],
+)
+def test_a_nul_in_a_field_we_read_stays_a_dead_letter(changes: dict[str, Any]) -> None:
+    error = rejected(json.dumps(body(**changes)).encode(), ErrorCode.INVALID_JSON)
+    assert "NUL" in error.reason and list(changes)[-1] in error.reason
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"occurrenceDateTime": AT + "\u0000"},
+        {"occurenceDateTime": AT + "\u0000", "occurrenceDateTime": None},
+        {"eventType": "DeliveryPickedUp", "data": {"estimatedDeliveryAt": AT + "\u0000"}},
+    ],
+)
+def test_a_nul_in_a_time_we_read_stays_a_dead_letter(changes: dict[str, Any]) -> None:
+    with pytest.raises(EventParseError) as info:
+        parse_message(json.dumps(body(**changes)).encode())
+    assert info.value.code in (ErrorCode.INVALID_JSON, ErrorCode.INVALID_TIME,
+                               ErrorCode.INVALID_DATA_FIELD)
+
+
+_any_text = st.text(st.characters(codec=None, categories=None), max_size=6)
+_unknown = st.recursive(
+    st.none() | st.integers() | _any_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_any_text, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_any_text, _unknown, max_size=3), st.dictionaries(_any_text, _unknown, max_size=3),
+       st.sampled_from(["DeliveryCreated", "DeliveryCancelled", "DeliveryRiderCheered"]),
+       st.booleans())
+def test_unknown_fields_decide_nothing_and_both_paths_agree(
+    top: dict[str, Any], extra_data: dict[str, Any], event_type: str, ascii_only: bool
+) -> None:
+    """Whatever unknown fields hold, the event is the one without them (data kept as
+    received), or a lone surrogate in data (no database can store it) is a dead letter;
+    the orjson fast path and the careful path give the same answer."""
+    data = {**{k: v for k, v in extra_data.items() if k not in ("orderId", "shopId", "reason",
+                                                                "estimatedDeliveryAt")},
+            "orderId": "O-1", "shopId": "S-1"}
+    known = {"eventId": "e-1", "eventType": event_type, "deliveryId": "D-1",
+             "occurrenceDateTime": AT, "sequence": 1, "data": data}
+    message = {**{k: v for k, v in top.items() if k not in known and k != "occurenceDateTime"},
+               **known}
+    outcomes = []
+    for as_ascii in (ascii_only, not ascii_only):
+        try:
+            raw = json.dumps(message, ensure_ascii=as_ascii).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate written raw is not UTF-8 at all
+            continue
+        try:
+            outcomes.append(parse_message(raw))
+        except EventParseError as exc:
+            outcomes.append(exc.code)
+    assert outcomes and all(o == outcomes[0] for o in outcomes), outcomes
+    surrogate = any("\ud800" <= c <= "\udfff" for c in json.dumps(data, ensure_ascii=False))
+    if surrogate:
+        assert outcomes[0] is ErrorCode.INVALID_UTF8
+    else:
+        assert isinstance(outcomes[0], Event) and outcomes[0].data == data
+
+
 def test_escaped_ordinary_characters_are_fine() -> None:
     raw = json.dumps(body(eventId="e-배달-😀"), ensure_ascii=True).encode()
     assert b"\\u" in raw
@@ -676,7 +771,7 @@ def test_the_fast_path_decodes_exactly_what_the_careful_path_does(
     fast = _fast_object(raw)
     try:
         decoded = decode_value(raw)
-    except EventParseError:  # a NUL or a lone surrogate: only the careful path may say so
+    except EventParseError:  # only the careful path may refuse (and name why)
         assert fast is None
         return
     careful = json.loads(raw.decode("utf-8"))

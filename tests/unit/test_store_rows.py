@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
-from projector.store.rows import json_text, load_json
+from projector.store.rows import json_text, jsonb_text, load_json
 from projector.store.sqlite import _read_time, sqlite_time
 from schema.tables import UtcDateTime
 
@@ -43,3 +44,12 @@ def test_json_documents_survive_the_round_trip_with_their_number_types(value: ob
     back = load_json(json_text(value))
     assert back == value
     assert repr(back) == repr(value)
+
+
+def test_jsonb_text_writes_a_nul_as_u_fffd_and_leaves_other_text_alone() -> None:
+    plain = json_text({"a": "b\\u0000", "n": 18446744073709551616})  # an escaped backslash
+    assert jsonb_text(plain) == plain
+    text = json_text({"k\x00": ["\x00", {"v": "a\x00b"}], "n": 18446744073709551616})
+    assert "\\u0000" in text
+    assert json.loads(jsonb_text(text)) == {
+        "k\ufffd": ["\ufffd", {"v": "a\ufffdb"}], "n": 18446744073709551616}
