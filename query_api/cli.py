@@ -183,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=settings.port,
             log_level="debug" if args.verbose else "info",
             ws="websockets-sansio",
+            # A WebSocket message is bounded like an HTTP body (QUERY_API_MAX_BODY_BYTES).
+            ws_max_size=settings.max_body_bytes,
             lifespan="on",
         )
     except (OSError, SystemExit) as exc:

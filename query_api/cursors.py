@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from query_api.errors import InvalidCursor
+from query_api.scalars import LONG_MAX, LONG_MIN
 
 _MAX_CURSOR = 1024
 
@@ -54,6 +55,18 @@ def _decode(kind: str, cursor: str, arity: int) -> list[object]:
     return value[1:]
 
 
+def _text(value: object) -> str:
+    """An id as we issue it: text the read model can hold (UTF-8, no NUL), so a
+    cursor never sends the database a parameter it refuses."""
+    if not isinstance(value, str) or "\x00" in value:
+        raise InvalidCursor("the cursor is not one this API issued")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate escape in the cursor's JSON
+        raise InvalidCursor("the cursor is not one this API issued") from None
+    return value
+
+
 def _time(value: object) -> datetime:
     if not isinstance(value, str):
         raise InvalidCursor("the cursor is not one this API issued")
@@ -75,9 +88,7 @@ def delivery_cursor(key: DeliveryKey) -> str:
 
 def parse_delivery_cursor(cursor: str) -> DeliveryKey:
     when, delivery_id = _decode("deliveries", cursor, 2)
-    if not isinstance(delivery_id, str):
-        raise InvalidCursor("the cursor is not one this API issued")
-    return DeliveryKey(_time(when), delivery_id)
+    return DeliveryKey(_time(when), _text(delivery_id))
 
 
 def event_cursor(key: EventKey) -> str:
@@ -86,6 +97,7 @@ def event_cursor(key: EventKey) -> str:
 
 def parse_event_cursor(cursor: str) -> EventKey:
     when, sequence, event_id = _decode("history", cursor, 3)
-    if not isinstance(sequence, int) or isinstance(sequence, bool) or not isinstance(event_id, str):
+    if (not isinstance(sequence, int) or isinstance(sequence, bool)
+            or not LONG_MIN <= sequence <= LONG_MAX):  # a sequence is a Long, like the column
         raise InvalidCursor("the cursor is not one this API issued")
-    return EventKey(_time(when), sequence, event_id)
+    return EventKey(_time(when), sequence, _text(event_id))

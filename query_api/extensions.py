@@ -24,6 +24,7 @@ from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRul
 from strawberry.extensions import MaskErrors, ParserCache, SchemaExtension, ValidationCache
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
 from query_api.budget import CostBudget
 from query_api.context import current_session
@@ -31,19 +32,24 @@ from query_api.errors import QueryApiError
 from query_api.settings import Settings
 
 MASKED_MESSAGE = "Internal error; it has been logged."
+_WORDED_FOR_CLIENTS = (
+    QueryApiError, GraphQLError, CannotGetOperationTypeError, InvalidOperationTypeError
+)
 Observe = Callable[[str, str, str, float], None]
 
 
 def should_mask(error: GraphQLError) -> bool:
     """Mask what we did not word ourselves: driver errors, SQL, bugs.
 
-    Syntax and validation errors (no original error) and our own ``QueryApiError``s
-    are written for clients and stay readable.
+    Syntax and validation errors (no original error), our own ``QueryApiError``s and
+    strawberry's refusals of the operation itself (an unknown operation name, a type
+    the transport does not run; over HTTP they are a 400) are written for clients
+    and stay readable.
     """
     original = error.original_error
     if original is None:
         return False
-    return not isinstance(original, (QueryApiError, GraphQLError))
+    return not isinstance(original, _WORDED_FOR_CLIENTS)
 
 
 class OperationScope(SchemaExtension):
@@ -111,6 +117,27 @@ class OperationScope(SchemaExtension):
         self._observe(ctx.operation_name or "", kind, outcome, seconds)
 
 
+class DocumentCache(ParserCache):
+    """Strawberry's parser cache, whose failures strawberry reports as the operation's.
+
+    ``ParserCache`` parses in its ``on_parse`` hook, which strawberry enters outside
+    the ``try`` that turns a parse error (a syntax error, the token limit) into the
+    operation's error. ``Schema.execute`` (HTTP) has an outer handler as well;
+    ``Schema.stream`` (WebSockets) has none, so the error escaped as a traceback and
+    the client got a bare ``complete``. On a failure this leaves the document unset:
+    strawberry parses again inside its ``try`` (only failing documents, bounded by
+    the token limit) and the error reaches the client and the log like any other.
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        ctx = self.execution_context
+        try:
+            ctx.graphql_document = self.cached_parse_document(ctx.query, **ctx.parse_options)
+        except Exception:  # noqa: BLE001 - strawberry's own parse words and reports it
+            ctx.graphql_document = None
+        yield
+
+
 def extensions_for(
     settings: Settings, observe: Observe | None = None, budget: CostBudget | None = None
 ) -> list[Callable[[], SchemaExtension]]:
@@ -130,7 +157,7 @@ def extensions_for(
             budget=budget,
             observe=observe,
         ),
-        partial(ParserCache, maxsize=size),
+        partial(DocumentCache, maxsize=size),
         partial(ValidationCache, maxsize=size),
         partial(MaskErrors, should_mask_error=should_mask, error_message=MASKED_MESSAGE),
     ]

@@ -36,9 +36,19 @@ def check_range(start: date, end: date) -> int:
 
 
 def utc_bounds(start: date, end: date, tz: tzinfo) -> tuple[datetime, datetime]:
-    """[start 00:00, the day after end 00:00) in ``tz``, as UTC instants."""
-    low = datetime.combine(start, time(0), tzinfo=tz).astimezone(UTC)
-    high = datetime.combine(end + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+    """[start 00:00, the day after end 00:00) in ``tz``, as UTC instants.
+
+    A range whose bounds fall outside years 1 to 9999 in UTC (``to`` 9999-12-31 has
+    no next midnight; 0001-01-01 in a zone ahead of UTC begins in year 0) is the
+    client's mistake, refused before any SQL."""
+    try:
+        low = datetime.combine(start, time(0), tzinfo=tz).astimezone(UTC)
+        high = datetime.combine(end + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+    except OverflowError:
+        raise UserInputError(
+            f"the range {start}..{end} reaches outside the instants this API can represent"
+            " (years 1 to 9999 in UTC, its days counted in BUSINESS_TIMEZONE)"
+        ) from None
     return low, high
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -18,39 +19,19 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from query_api._middleware import AUTHENTICATED, token_ok
 from query_api.context import Context, Services
+from query_api.guards import NOT_UNICODE, nesting_depth, too_deep, unpaired_surrogate
+from query_api.ws import TransportWS
+
+__all__ = ["GraphQLApp", "nesting_depth"]
 
 
-def nesting_depth(query: str) -> int:
-    """The deepest nesting of ``{``, ``(`` and ``[`` outside strings and comments.
-
-    A cheap scan before parsing: graphql-core parses and checks depth recursively,
-    so a query nested thousands deep must be refused before either runs.
-    """
-    depth = deepest = 0
-    i, n = 0, len(query)
-    while i < n:
-        c = query[i]
-        if c in "{([":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c in "})]":
-            depth -= 1
-        elif c == "#":
-            while i < n and query[i] not in "\r\n":
-                i += 1
-        elif c == '"':
-            if query.startswith('"""', i):
-                end = query.find('"""', i + 3)
-                i = n if end < 0 else end + 2
-            else:
-                i += 1
-                while i < n and query[i] != '"' and query[i] not in "\r\n":
-                    i += 2 if query[i] == "\\" else 1
-        i += 1
-    return deepest
+class _TooDeep(json.JSONDecodeError):
+    """JSON nested past the decoder's recursion: not JSON we can read."""
 
 
 class GraphQLApp(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = TransportWS
+
     def __init__(
         self,
         schema: BaseSchema,
@@ -64,7 +45,7 @@ class GraphQLApp(GraphQL[Context, None]):
         super().__init__(schema, **kwargs)
         self._services = services
         self._tokens = tokens
-        self._max_nesting = max_nesting
+        self.max_nesting = max_nesting
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None
@@ -82,16 +63,26 @@ class GraphQLApp(GraphQL[Context, None]):
             return accepted
         raise ConnectionRejectionError()
 
-    def parse_json(self, data: str | bytes) -> Any:
-        """The body as JSON; anything but an object (or a list, refused later) is a 400."""
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON too deep for the decoder is not JSON (a WebSocket closes with 4400)."""
         try:
-            value = super().parse_json(data)
+            return super().decode_json(data)
         except RecursionError:
+            raise _TooDeep("nested too deeply", "", 0) from None
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """The body as JSON; anything but an object (or a list, refused later) is a 400,
+        and so is a string that is not valid Unicode anywhere in it."""
+        try:
+            value = self.decode_json(data)
+        except _TooDeep:
             raise HTTPException(400, "The request body is nested too deeply.") from None
-        except ValueError:  # not UTF-8 (JSONDecodeError is handled by strawberry)
+        except ValueError:  # not JSON, or not UTF-8
             raise HTTPException(400, "Unable to parse request body as JSON") from None
         if not isinstance(value, (dict, list)):
             raise HTTPException(400, "The request body must be a JSON object.")
+        if unpaired_surrogate(value):
+            raise HTTPException(400, NOT_UNICODE[0].upper() + NOT_UNICODE[1:] + ".")
         return value
 
     async def parse_http_body(
@@ -102,8 +93,6 @@ class GraphQLApp(GraphQL[Context, None]):
         except RecursionError:
             raise HTTPException(400, "The request body is nested too deeply.") from None
         for item in data if isinstance(data, list) else [data]:
-            if isinstance(item.query, str) and nesting_depth(item.query) > self._max_nesting:
-                raise HTTPException(
-                    400, f"The query nests deeper than {self._max_nesting} levels."
-                )
+            if isinstance(item.query, str) and nesting_depth(item.query) > self.max_nesting:
+                raise HTTPException(400, too_deep(self.max_nesting))
         return data

@@ -1,0 +1,101 @@
+"""graphql-transport-ws at our edge: every refused operation gets an ``error`` message.
+
+Strawberry's handler (0.341) had three ways to lose a client's mistake:
+
+- a parse error raised in the parser cache's hook escaped ``Schema.stream``: the
+  client got a bare ``complete`` and the log a traceback (``strawberry.ws.task``);
+  ``query_api.extensions.DocumentCache`` now lets strawberry report it, and the
+  stream below is a net for anything else that escapes;
+- a syntax error or an unknown operation name closed the whole socket (4400),
+  ending the client's other subscriptions with it: here it is that operation's
+  ``error`` message, as for validation errors
+  (https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md#error);
+- a payload that is not a query (a number, a megabyte, nesting thousands deep,
+  an unpaired surrogate) reached the parser or failed with a ``TypeError``: here
+  ``query_api.guards`` refuses it first, with the HTTP path's words.
+
+Messages that break the protocol itself (not an object, no type, an id that is not
+a string) close the socket with 4400, as the protocol says.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, cast
+
+from graphql import GraphQLError
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+
+from query_api.context import Context
+from query_api.extensions import MASKED_MESSAGE, should_mask
+from query_api.guards import operation_refusal
+
+if TYPE_CHECKING:
+    from strawberry.schema.schema import StreamResult
+    from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+        Message,
+        SubscribeMessage,
+    )
+
+log = logging.getLogger(__name__)
+client_errors = logging.getLogger("query_api.client_errors")
+
+#: Deeper than this is refused before parsing, on both transports (``query_api.app``).
+DEFAULT_MAX_NESTING = 64
+
+
+class TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
+    async def handle_message(self, message: Message) -> None:
+        raw: Any = message
+        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+            await self.handle_invalid_message("a message must be an object with a string type")
+            return
+        if raw["type"] in ("subscribe", "complete") and not isinstance(raw.get("id"), str):
+            await self.handle_invalid_message(f"a {raw['type']} message needs a string id")
+            return
+        await super().handle_message(message)
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if self.connection_acknowledged and message["id"] not in self.operations:
+            refusal = operation_refusal(
+                cast(Any, message).get("payload"), self._max_bytes(), self._max_nesting()
+            )
+            if refusal is not None:
+                client_errors.info("client error: %s", refusal)
+                await self.send_message(
+                    {"id": message["id"], "type": "error",
+                     "payload": [GraphQLError(refusal).formatted]}
+                )
+                return
+        await super().handle_subscribe(message)
+
+    @staticmethod
+    def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:
+        return None  # the operation's own ``error`` message; the socket stays open
+
+    async def _send_result_stream(
+        self, operation: Operation[Context, None], result_source: StreamResult
+    ) -> None:
+        try:
+            await super()._send_result_stream(operation, result_source)
+        except Exception as exc:
+            if operation.completed or operation.id not in self.operations:
+                raise  # the socket was closed, or the operation already ended
+            error = exc if isinstance(exc, GraphQLError) else GraphQLError(
+                str(exc), original_error=exc)
+            if should_mask(error):
+                log.error("a WebSocket operation failed", exc_info=exc)
+                error = GraphQLError(MASKED_MESSAGE)
+            else:
+                client_errors.info("client error: %s", error.message)
+            await operation.send_initial_errors([error])
+
+    def _max_bytes(self) -> int:
+        services = getattr(self.context, "services", None)
+        return int(services.settings.max_body_bytes) if services is not None else 64 * 1024
+
+    def _max_nesting(self) -> int:
+        return int(getattr(self.view, "max_nesting", DEFAULT_MAX_NESTING))
