@@ -53,6 +53,17 @@ class KafkaSource:
         consumer = self._client()
         if self.group:
             consumer.subscribe([self.topic])
+            # Learn the topic's partitions before the first join (``topics`` always asks
+            # the broker). A group leader that joins before it knows them assigns
+            # nothing and rejoins when they arrive; in kafka-python 3.0.12 a poll that
+            # times out during that rejoin drops its result, and the member then owns
+            # no partition until the next rebalance (issue #9, hole 6).
+            from kafka.errors import KafkaError
+
+            try:
+                consumer.topics()
+            except KafkaError as exc:
+                raise self._unavailable(exc) from exc
 
     def assign(self, partitions: Sequence[TopicPartition]) -> None:
         from kafka import TopicPartition as KTP

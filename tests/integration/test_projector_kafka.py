@@ -303,3 +303,28 @@ def test_simulate_writes_the_same_stream_to_kafka_as_to_a_file(
     run_projector(["run", "--until-caught-up"], env)
     assert table_rows(sqlite_url) == expected_rows(lines)
     assert sum(stored_offsets(sqlite_url).values()) == len(lines)  # keyed by delivery id, all of them
+
+
+@pytest.mark.parametrize("instance_id", ["", "static-1"], ids=["dynamic", "static"])
+def test_a_new_member_owns_every_partition_even_when_its_polls_time_out_at_once(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], instance_id: str
+) -> None:
+    """kafka-python 3.0.12 drops the result of a rejoin that a poll timed out on when
+    the rejoin came from the leader learning the topic's partitions after its first
+    join: the member then owned nothing (the slow or partial hand-over of issue #9,
+    hole 6). The source learns the partitions before joining; polls of 1 ms (every
+    join straddles many of them) must still end with every partition assigned."""
+    from projector.sources.base import TopicPartition
+    from projector.sources.kafka import KafkaSource
+
+    topic = topic_factory(3)
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, kafka_topic=topic,
+                        kafka_group_id=unique("group"), kafka_group_instance_id=instance_id)
+    source = KafkaSource(settings)
+    try:
+        source.start()
+        wanted = {TopicPartition(topic, p) for p in range(3)}
+        wait_until(lambda: source.poll(10, timeout_ms=1) is not None and source.assignment() == wanted,
+                   timeout=30, interval=0.0, message="every partition assigned")
+    finally:
+        source.close()
