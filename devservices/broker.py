@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -15,6 +13,7 @@ from typing import Any
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from devservices import jars
 from devservices._proc import (
     choose_ports,
     log_tail,
@@ -104,51 +103,12 @@ def check_java(settings: Settings) -> None:
 
 def lib_dir(settings: Settings) -> Path:
     """The broker classpath for this pom's content (a changed pom resolves again)."""
-    digest = hashlib.sha256(settings.kafka_pom.read_bytes()).hexdigest()[:16]
-    return settings.services_dir / "kafka-lib" / digest
+    return jars.lib_dir(settings.kafka_pom, settings.services_dir / "kafka-lib")
 
 
 def ensure_lib(settings: Settings) -> Path:
-    lib = lib_dir(settings)
-    if (lib / ".complete").is_file():
-        return lib
-    if shutil.which(settings.mvn) is None:
-        raise ServicesError(
-            f"{settings.mvn} not found on PATH "
-            "(Maven is needed once to fetch the Kafka jars from Maven Central)"
-        )
-    say(f"resolving Kafka jars with Maven (first run only; cache: ~/.m2 and {lib})")
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    tmp = lib.with_name(f"{lib.name}.tmp.{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    log = settings.services_dir / "maven.log"
-    with log.open("wb") as out:
-        try:
-            code = subprocess.run(
-                [settings.mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(settings.kafka_pom),
-                 "dependency:copy-dependencies", "-DincludeScope=runtime",
-                 f"-DoutputDirectory={tmp}"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=1800,
-            ).returncode
-        except subprocess.TimeoutExpired:
-            code = -1
-    if code != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        log_tail(log, "maven")
-        raise ServicesError(f"could not resolve the Kafka jars (see {log})")
-    if not any(tmp.glob("kafka_2.13-*.jar")):
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ServicesError("Maven produced no kafka_2.13 jar")
-    (tmp / ".complete").touch()
-    shutil.rmtree(lib, ignore_errors=True)
-    tmp.rename(lib)
-    for other in lib.parent.iterdir():  # classpaths of older poms
-        if other != lib:
-            if other.is_symlink():
-                other.unlink()
-            else:
-                shutil.rmtree(other, ignore_errors=True)
-    return lib
+    return jars.ensure_jars(settings, settings.kafka_pom, settings.services_dir / "kafka-lib",
+                            "kafka_2.13-*.jar", "Kafka")
 
 
 # ---------------------------------------------------------------- start and stop

@@ -5,22 +5,31 @@
 Both listen on 127.0.0.1 only, on free ports picked at first start (and reused
 afterwards while they stay free). Everything lives under .services/ (gitignored).
 
-Usage: scripts/services up | down [--purge] | env | status | logs [-f] [-n N] | stop-kafka
+  * on demand, Kafka Connect with Debezium's PostgreSQL connector (the delivery core's
+    outbox relay), jars from services/connect/pom.xml.
+Usage: scripts/services up [--connect] | down [--purge] | env | status | logs [-f] [-n N]
+       | stop-kafka | stop-connect
 
   up      start whatever is not running, wait until both really answer, then print
           the same lines as `env` (progress goes to stderr), so both
             eval "$(scripts/services up)"   and   eval "$(scripts/services env)"
           work. Idempotent.
-  down    stop both (pg_ctl stop -m fast; SIGTERM then SIGKILL for the broker).
+          --connect also starts Kafka Connect, creates the outbox tables in the
+          'delivery' database (sql/outbox.sql) and registers the connector of
+          services/connect/outbox-connector.json (topic: $KAFKA_TOPIC or
+          delivery-events); env then also prints KAFKA_CONNECT_URL.
+  down    stop all (pg_ctl stop -m fast; SIGTERM then SIGKILL for the JVMs).
           --purge also deletes their data (not the jar cache).
   env     print  export KAFKA_BOOTSTRAP_SERVERS=...  export TEST_DATABASE_URL=...
           export TEST_DATABASE_ADMIN_URL=...   (exit 1 if not up)
   status  one line per service; exit 0 only when both answer.
   logs    last lines of both logs; -f follows them.
   stop-kafka  stop only the broker (for outage tests); `up` starts it again.
+  stop-connect  stop only Kafka Connect; `up --connect` starts it again.
 
 Tunables (environment): SERVICES_DIR (default <repo>/.services), KAFKA_HEAP_OPTS
 (default "-Xms256m -Xmx512m"), KAFKA_START_TIMEOUT (90), PG_START_TIMEOUT (30),
+CONNECT_HEAP_OPTS (default "-Xms128m -Xmx512m"), CONNECT_START_TIMEOUT (180),
 PG_BIN (directory holding initdb/pg_ctl; default: newest /usr/lib/postgresql/*/bin),
 JAVA (java binary; default $JAVA_HOME/bin/java or java), MVN (default mvn).
 """
@@ -35,7 +44,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
-from devservices import broker, postgres
+from devservices import broker, connect, postgres
 from devservices._proc import locked, say
 from devservices.errors import ServicesError
 from devservices.settings import Settings
@@ -44,7 +53,7 @@ from devservices.state import State, load_state, save_state
 Command = Callable[[Settings, list[str]], int]
 
 
-def env_lines(state: State) -> list[str]:
+def env_lines(state: State, connect_url: str | None = None) -> list[str]:
     """The lines ``up`` and ``env`` print, for a shell to evaluate."""
     values = {
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{state.kafka_port}",
@@ -53,11 +62,14 @@ def env_lines(state: State) -> list[str]:
         "TEST_DATABASE_ADMIN_URL": f"postgresql+psycopg://{postgres.SUPERUSER}@127.0.0.1:"
         f"{state.pg_port}/postgres",
     }
+    if connect_url is not None:
+        values["KAFKA_CONNECT_URL"] = connect_url
     return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
 
 
-def _print_env(state: State) -> None:
-    print("\n".join(env_lines(state)), flush=True)
+def _print_env(settings: Settings, state: State) -> None:
+    url = connect.url(state) if connect.process_alive(settings, state) else None
+    print("\n".join(env_lines(state, url)), flush=True)
 
 
 def _no_arguments(command: str, args: list[str]) -> None:
@@ -66,15 +78,20 @@ def _no_arguments(command: str, args: list[str]) -> None:
 
 
 def cmd_up(settings: Settings, args: list[str]) -> int:
-    _no_arguments("up", args)
+    if args not in ([], ["--connect"]):
+        raise ServicesError(f"up: unknown option {args[0]}")
     with locked(settings.services_dir):
         state = load_state(settings.state_file)
         try:
             postgres.start(settings, state)
             broker.start(settings, state)
+            if args == ["--connect"]:
+                connect.start(settings, state)
+                connect.ensure_outbox(settings, state)
+                connect.register_default(settings, state)
         finally:
             save_state(settings.state_file, state)
-        _print_env(state)
+        _print_env(settings, state)
     return 0
 
 
@@ -87,12 +104,14 @@ def cmd_down(settings: Settings, args: list[str]) -> int:
         return 0
     with locked(settings.services_dir):
         state = load_state(settings.state_file)
+        connect.stop(settings, state)
         broker.stop(settings, state)
         postgres.stop(settings, state)
         if purge:
             say("removing Kafka and PostgreSQL data")
             pg_dir = state.pg_dir or settings.services_dir / "postgres"
             shutil.rmtree(settings.kafka_dir, ignore_errors=True)
+            shutil.rmtree(settings.connect_dir, ignore_errors=True)
             shutil.rmtree(pg_dir, ignore_errors=True)
             if not pg_dir.is_relative_to(settings.services_dir):
                 # the TMPDIR fallback location leaves an empty parent
@@ -121,6 +140,17 @@ def cmd_stop_kafka(settings: Settings, args: list[str]) -> int:
     return 0
 
 
+def cmd_stop_connect(settings: Settings, args: list[str]) -> int:
+    """Stop only Kafka Connect; `up --connect` starts it again on the same port."""
+    _no_arguments("stop-connect", args)
+    with locked(settings.services_dir):
+        state = load_state(settings.state_file)
+        connect.stop(settings, state)
+        save_state(settings.state_file, state)
+    say("Kafka Connect stopped")
+    return 0
+
+
 def cmd_env(settings: Settings, args: list[str]) -> int:
     _no_arguments("env", args)
     state = load_state(settings.state_file)
@@ -128,7 +158,7 @@ def cmd_env(settings: Settings, args: list[str]) -> int:
         raise ServicesError("services were never started; run scripts/services up")
     if not broker.process_alive(settings, state) or not postgres.process_alive(state):
         raise ServicesError("services are not running; run scripts/services up")
-    _print_env(state)
+    _print_env(settings, state)
     return 0
 
 
@@ -150,7 +180,13 @@ def status_lines(settings: Settings, state: State) -> tuple[list[str], bool]:
         pg = f"starting/not answering (port {state.pg_port})"
     else:
         pg = "down"
-    return [f"kafka:    {kafka}", f"postgres: {pg}"], kafka_up and pg_up
+    lines = [f"kafka:    {kafka}", f"postgres: {pg}"]
+    if connect.process_alive(settings, state):
+        answering = "up   " if connect.is_up(settings, state) else "starting/not answering"
+        lines.append(f"connect:  {answering} {connect.url(state)} (pid {state.connect_pid})")
+    else:
+        lines.append("connect:  down (on demand: scripts/services up --connect)")
+    return lines, kafka_up and pg_up
 
 
 def cmd_status(settings: Settings, args: list[str]) -> int:
@@ -175,6 +211,8 @@ def cmd_logs(settings: Settings, args: list[str]) -> int:
             raise ServicesError(f"logs: unknown option {arg}")
     state = load_state(settings.state_file)
     files = [str(settings.kafka_log)] if settings.kafka_log.is_file() else []
+    if settings.connect_log.is_file():
+        files.append(str(settings.connect_log))
     if state.pg_dir is not None and (state.pg_dir / "postgres.log").is_file():
         files.append(str(state.pg_dir / "postgres.log"))
     if not files:
@@ -192,6 +230,7 @@ COMMANDS: dict[str, Command] = {
     "status": cmd_status,
     "logs": cmd_logs,
     "stop-kafka": cmd_stop_kafka,
+    "stop-connect": cmd_stop_connect,
 }
 
 

@@ -21,6 +21,8 @@ class Settings:
     services_dir: Path
     kafka_heap_opts: str
     kafka_start_timeout: float
+    connect_heap_opts: str
+    connect_start_timeout: float
     pg_start_timeout: float
     pg_bin: Path | None
     java: str
@@ -40,6 +42,8 @@ class Settings:
             services_dir=Path(env.get("SERVICES_DIR") or root / ".services").absolute(),
             kafka_heap_opts=env.get("KAFKA_HEAP_OPTS") or DEFAULT_HEAP_OPTS,
             kafka_start_timeout=_seconds(env, "KAFKA_START_TIMEOUT", 90),
+            connect_heap_opts=env.get("CONNECT_HEAP_OPTS") or "-Xms128m -Xmx512m",
+            connect_start_timeout=_seconds(env, "CONNECT_START_TIMEOUT", 180),
             pg_start_timeout=_seconds(env, "PG_START_TIMEOUT", 30),
             pg_bin=Path(env["PG_BIN"]) if env.get("PG_BIN") else None,
             java=java,
@@ -70,6 +74,36 @@ class Settings:
     @property
     def kafka_log4j(self) -> Path:
         return self.root / "services" / "kafka" / "log4j2.yaml"
+
+    @property
+    def connect_dir(self) -> Path:
+        return self.services_dir / "connect"
+
+    @property
+    def connect_props(self) -> Path:
+        return self.connect_dir / "worker.properties"
+
+    @property
+    def connect_log(self) -> Path:
+        return self.connect_dir / "connect.log"
+
+    @property
+    def connect_pom(self) -> Path:
+        return self.root / "services" / "connect" / "pom.xml"
+
+    @property
+    def connect_log4j(self) -> Path:
+        return self.root / "services" / "connect" / "log4j2.properties"
+
+    @property
+    def connector_config(self) -> Path:
+        """The outbox connector's configuration: one file for the services, the tests
+        and docker-compose.yml."""
+        return self.root / "services" / "connect" / "outbox-connector.json"
+
+    @property
+    def outbox_ddl(self) -> Path:
+        return self.root / "sql" / "outbox.sql"
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

@@ -27,9 +27,12 @@ class State:
     pg_dir: Path | None = None
     pg_socket_dir: Path | None = None
     pg_bin_dir: Path | None = None
+    connect_port: int | None = None
+    connect_pid: int | None = None
 
 
-_INT_FIELDS = {"kafka_port", "kafka_controller_port", "kafka_pid", "pg_port"}
+_INT_FIELDS = {"kafka_port", "kafka_controller_port", "kafka_pid", "pg_port", "connect_port",
+               "connect_pid"}
 
 
 def parse_state(text: str) -> State:

@@ -172,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--deliveries", type=int, default=100, help="number of deliveries (100)")
     sim.add_argument("--seed", type=int, default=1, help="random seed (1)")
     sim.add_argument("--out", help="JSON Lines file to write; without it, produce to Kafka")
+    sim.add_argument(
+        "--to-outbox",
+        metavar="URL",
+        help="instead: write each event as the delivery core does, in its own PostgreSQL "
+        "transaction with a deliveries_core row, to the outbox table that Debezium relays "
+        "(tables created when missing: sql/outbox.sql)",
+    )
+    sim.add_argument("--outbox-payload", choices=("jsonb", "text"), default="jsonb",
+                     help="--to-outbox: payload column type when creating the table (jsonb)")
+    sim.add_argument("--outbox-delete", action="store_true",
+                     help="--to-outbox: delete each outbox row in the transaction that "
+                     "inserted it (Debezium reads the insert from the log)")
     sim.add_argument("--start", help="first occurrence time, ISO-8601 (2026-11-25T00:00:00Z)")
     sim.add_argument(
         "--partitions",

@@ -237,6 +237,11 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         duplicate_ratio=args.duplicate_ratio,
     )
     stream = simulate(config)
+    if getattr(args, "to_outbox", None):
+        from projector.outbox import simulate_to_outbox
+
+        return simulate_to_outbox(args.to_outbox, stream, args.deliveries,
+                                  args.outbox_payload, args.outbox_delete)
     if args.out:
         try:
             with open(args.out, "wb") as fh:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devservices import broker, postgres
+from devservices import broker, connect, postgres
 from devservices._proc import choose_ports, pid_matches, tail_lines
 from devservices.broker_config import (
     CLUSTER,
@@ -191,7 +191,12 @@ def test_the_command_line_on_an_empty_directory(
     capsys.readouterr()
     assert main(["down"]) == 0 and "nothing to stop" in capsys.readouterr().err
     assert main(["status"]) == 1
-    assert capsys.readouterr().out == "kafka:    down\npostgres: down\n"
+    assert capsys.readouterr().out == (
+        "kafka:    down\npostgres: down\n"
+        "connect:  down (on demand: scripts/services up --connect)\n"
+    )
+    assert main(["up", "--kafka"]) == 1 and "unknown option --kafka" in capsys.readouterr().err
+    assert main(["stop-connect", "x"]) == 1 and "unexpected argument" in capsys.readouterr().err
     assert main(["env"]) == 1 and "never started" in capsys.readouterr().err
     assert main(["logs"]) == 1 and "no logs yet" in capsys.readouterr().err
     assert main(["logs", "-n"]) == 1 and "-n needs a number" in capsys.readouterr().err
@@ -212,3 +217,73 @@ def test_the_wrapper_runs_this_checkout_from_any_directory(tmp_path: Path) -> No
     )
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith("Local backing services for tests and development")
+
+
+# ---------------------------------------------------------------- Kafka Connect
+
+
+def test_the_connector_file_is_the_outbox_router_with_its_values_from_the_environment() -> None:
+    settings = Settings.from_env({})
+    config = connect.load_connector_file(settings.connector_config)
+    assert config["connector.class"] == "io.debezium.connector.postgresql.PostgresConnector"
+    assert config["transforms.outbox.type"] == "io.debezium.transforms.outbox.EventRouter"
+    # key = the delivery id, as text; the event type as a header next to Debezium's `id`
+    assert config["transforms.outbox.table.field.event.key"] == "aggregateid"
+    assert config["key.converter"] == "org.apache.kafka.connect.storage.StringConverter"
+    assert config["transforms.outbox.table.fields.additional.placement"] == "type:header:eventType"
+    assert connect.placeholders(config) == {
+        "database.hostname": "OUTBOX_DATABASE_HOSTNAME",
+        "database.port": "OUTBOX_DATABASE_PORT",
+        "database.user": "OUTBOX_DATABASE_USER",
+        "database.password": "OUTBOX_DATABASE_PASSWORD",
+        "database.dbname": "OUTBOX_DATABASE_DBNAME",
+        "transforms.outbox.route.topic.replacement": "KAFKA_TOPIC",
+    }
+    # what the services' worker gives them
+    env = connect.connect_env(State(pg_port=5999), {"KAFKA_TOPIC": "t1"})
+    assert set(connect.placeholders(config).values()) <= set(env)
+    assert env["OUTBOX_DATABASE_PORT"] == "5999" and env["KAFKA_TOPIC"] == "t1"
+    assert connect.connect_env(State(pg_port=1), {})["KAFKA_TOPIC"] == "delivery-events"
+
+
+def test_a_test_resolves_placeholders_and_overrides_keys() -> None:
+    settings = Settings.from_env({})
+    config = connect.connector_config(
+        settings.connector_config, {"KAFKA_TOPIC": "mine", "OUTBOX_DATABASE_PORT": "1"},
+        {"slot.name": "s1"})
+    assert config["transforms.outbox.route.topic.replacement"] == "mine"
+    assert config["database.port"] == "1"
+    assert config["database.hostname"] == "${env:OUTBOX_DATABASE_HOSTNAME}"  # left to the worker
+    assert config["slot.name"] == "s1"
+
+
+def test_the_worker_is_distributed_on_loopback_with_the_env_provider() -> None:
+    props = connect.worker_properties(48083, "127.0.0.1:9092")
+    assert props["listeners"] == "http://127.0.0.1:48083"
+    assert props["bootstrap.servers"] == "127.0.0.1:9092"
+    assert props["config.providers.env.class"].endswith("EnvVarConfigProvider")
+    assert {props[k] for k in ("config.storage.topic", "offset.storage.topic",
+                               "status.storage.topic")} == {
+        "delivery-relay-configs", "delivery-relay-offsets", "delivery-relay-status"}
+    assert "plugin.path" not in props  # the jars are on the classpath
+
+
+def test_connector_status_is_running_only_with_all_tasks_running() -> None:
+    up = {"connector": {"state": "RUNNING"}, "tasks": [{"state": "RUNNING"}]}
+    assert connect.running(up)
+    assert not connect.running({"connector": {"state": "RUNNING"}, "tasks": []})
+    assert not connect.running(None)
+    failed = {"connector": {"state": "RUNNING"},
+              "tasks": [{"state": "FAILED", "trace": "boom"}]}
+    assert not connect.running(failed) and connect.failure(failed) == "boom"
+
+
+def test_the_connect_pom_matches_the_broker_and_debezium_versions() -> None:
+    import re
+
+    settings = Settings.from_env({})
+    kafka = re.search(r"<kafka.version>([^<]+)<", settings.kafka_pom.read_text())
+    ours = settings.connect_pom.read_text()
+    assert kafka is not None
+    assert f"<kafka.version>{kafka.group(1)}</kafka.version>" in ours
+    assert "<debezium.version>3.6.1.Final</debezium.version>" in ours
