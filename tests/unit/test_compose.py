@@ -99,3 +99,77 @@ def test_the_app_uses_postgresql_through_psycopg() -> None:
     env = _compose()["x-app"]["environment"]
     assert env["DATABASE_URL"].startswith("postgresql+psycopg://")
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+
+
+# ---------------------------------------------------------------- the Debezium relay
+
+
+def _connector_file() -> Path:
+    return ROOT / "services" / "connect" / "outbox-connector.json"
+
+
+def test_the_stack_has_the_relay_and_its_one_shot_registration() -> None:
+    services = _compose()["services"]
+    assert {"connect", "connect-register"} <= set(services)
+    assert services["connect-register"]["restart"] == "no"
+    assert services["connect-register"]["depends_on"]["connect"]["condition"] == "service_healthy"
+
+
+def test_the_registration_puts_the_repositorys_connector_file() -> None:
+    from devservices.connect import load_connector_file
+
+    register = _compose()["services"]["connect-register"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in register["volumes"]}
+    assert mounts["/connector/outbox-connector.json"] == "./services/connect/outbox-connector.json"
+    command = register["entrypoint"]
+    assert command[0] == "curl" and "-f" in "".join(a for a in command if a.startswith("-f"))
+    assert "@/connector/outbox-connector.json" in command
+    name = load_connector_file(_connector_file())["name"]
+    assert command[-1] == f"http://connect:8083/connectors/{name}/config"
+    assert command[command.index("-X") + 1] == "PUT"  # idempotent: create or update
+
+
+def test_the_compose_worker_gives_every_placeholder_of_the_connector_file() -> None:
+    from devservices.connect import load_connector_file, placeholders
+
+    env = _compose()["services"]["connect"]["environment"]
+    needed = set(placeholders(load_connector_file(_connector_file())).values())
+    assert needed <= set(env), needed - set(env)
+    assert env["OUTBOX_DATABASE_HOSTNAME"] == "postgres"
+    assert env["KAFKA_TOPIC"] == "${KAFKA_TOPIC:-delivery-events}"
+
+
+def test_the_compose_worker_matches_the_services_worker() -> None:
+    from devservices.connect import worker_properties
+
+    env = _compose()["services"]["connect"]["environment"]
+    props = worker_properties(8083, "kafka:9092")
+    assert env["BOOTSTRAP_SERVERS"] == props["bootstrap.servers"]
+    assert env["GROUP_ID"] == props["group.id"]
+    assert env["CONFIG_STORAGE_TOPIC"] == props["config.storage.topic"]
+    assert env["OFFSET_STORAGE_TOPIC"] == props["offset.storage.topic"]
+    assert env["STATUS_STORAGE_TOPIC"] == props["status.storage.topic"]
+    assert env["CONNECT_CONFIG_PROVIDERS"] == props["config.providers"]
+    assert env["CONNECT_CONFIG_PROVIDERS_ENV_CLASS"] == props["config.providers.env.class"]
+
+
+def test_the_debezium_image_matches_the_jars_the_tests_use() -> None:
+    pom = (ROOT / "services/connect/pom.xml").read_text()
+    version = re.search(r"<debezium.version>([^<]+)</debezium.version>", pom)
+    assert version is not None
+    services = _compose()["services"]
+    for name in ("connect", "connect-register"):
+        assert services[name]["image"] == f"quay.io/debezium/connect:{version.group(1)}"
+
+
+def test_the_compose_postgres_has_the_logical_log_and_the_outbox_tables() -> None:
+    from devservices.postgres import settings_conf
+
+    postgres = _compose()["services"]["postgres"]
+    command = postgres["command"]
+    conf = settings_conf(5432, ROOT)
+    for setting in ("wal_level", "max_wal_senders", "max_replication_slots"):
+        value = re.search(rf"^{setting} = (\S+)$", conf, re.MULTILINE)
+        assert value is not None
+        assert f"{setting}={value.group(1)}" in command
+    assert "./sql/outbox.sql:/docker-entrypoint-initdb.d/10-outbox.sql:ro" in postgres["volumes"]
