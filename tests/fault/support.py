@@ -443,3 +443,57 @@ def seconds_summary(values: Sequence[float]) -> str:
     ordered = sorted(values)
     return (f"min {ordered[0]:.1f} s, median {ordered[len(ordered) // 2]:.1f} s, "
             f"max {ordered[-1]:.1f} s over {len(ordered)}")
+
+
+# -- a broker of the test's own ---------------------------------------------------
+class PrivateBroker:
+    """A Kafka broker for one test alone, to stop and start at will: devservices' own
+    code (the same configuration, jars and readiness probe as the shared test broker),
+    run in ``directory`` on free loopback ports. The shared broker is never touched.
+
+    The jars are borrowed from the shared services directory when it has them
+    resolved (else devservices resolves them with Maven, once).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        from devservices import broker
+        from devservices.settings import Settings as ServicesSettings
+        from devservices.state import State
+
+        shared_lib = broker.lib_dir(ServicesSettings.from_env(os.environ))
+        env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_HEAP_OPTS",)}
+        env.update(SERVICES_DIR=str(directory), KAFKA_START_TIMEOUT="240")
+        self.settings = ServicesSettings.from_env(env)
+        if (shared_lib / ".complete").is_file():
+            link = directory / "kafka-lib" / shared_lib.name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(shared_lib)
+        self.settings.kafka_dir.mkdir(parents=True, exist_ok=True)
+        self.state = State()
+
+    @property
+    def bootstrap(self) -> str:
+        assert self.state.kafka_port is not None, "the broker was never started"
+        return f"127.0.0.1:{self.state.kafka_port}"
+
+    def start(self) -> float:
+        """Start it (the same ports and data as before, if it ran); seconds until it answers."""
+        from devservices import broker
+
+        started = time.monotonic()
+        broker.start(self.settings, self.state)
+        return time.monotonic() - started
+
+    def stop(self) -> float:
+        """A clean stop (SIGTERM, SIGKILL after 45 s); seconds it took."""
+        from devservices import broker
+
+        started = time.monotonic()
+        broker.stop(self.settings, self.state)
+        return time.monotonic() - started
+
+    def answers(self) -> bool:
+        from devservices import broker
+
+        return self.state.kafka_port is not None and broker.probe(self.state.kafka_port, 2.0)

@@ -108,7 +108,8 @@ def test_crash_loop_sigkill_at_random_moments_equals_the_fold(
     full_size: bool,
 ) -> None:
     events, kills = (200_000, 20) if full_size else (20_000, 5)
-    publish_seconds = 100.0 if full_size else 20.0
+    # The stream outlasts the kills (each cycle takes a few seconds).
+    publish_seconds = 150.0 if full_size else 40.0
     rng = random.Random(9001)
     topic = topic_factory(PARTITIONS)
     records = simulated_log(events, seed=91)
@@ -139,6 +140,8 @@ def test_crash_loop_sigkill_at_random_moments_equals_the_fold(
         kill_seconds = time.monotonic() - started
         final = ProjectorProcess(env, tmp_path / "final.log")
         procs.append(final)
+        wait_until(lambda: _owns_all(pg_url, final) or not final.alive(), timeout=120,
+                   message="the last process owning every partition")
         publisher.check()
         wait_caught_up(pg_url, end_offsets(kafka_bootstrap, topic), [final],
                        timeout=900 if full_size else 300)
