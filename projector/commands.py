@@ -128,7 +128,18 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         f"events applied: {doc['eventsApplied']}  unknown: {doc['unknownEvents']}  "
         f"dead letters: {doc['deadLetters']}  last event: {doc['lastEventAt'] or '-'}"
     )
+    print(
+        f"messages read: {doc['messagesRead']} = {doc['eventsApplied']} applied"
+        f" + {doc['duplicates']} duplicates + {doc['deadLetters']} dead letters"
+        + _unexplained(doc)
+    )
     return 0
+
+
+def _unexplained(doc: Mapping[str, Any]) -> str:
+    """What the counts leave unexplained, when they do not add up (README: status)."""
+    gap = doc["messagesRead"] - doc["eventsApplied"] - doc["duplicates"] - doc["deadLetters"]
+    return "" if gap == 0 else f" (and {gap:+} not explained by the counts)"
 
 
 def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
@@ -190,7 +201,7 @@ def _dead_letters_replay(engine: Engine, settings: Settings, args: argparse.Name
         if args.ids:
             query = query.where(dead_letters.c.id.in_(args.ids))
         rows = conn.execute(query.order_by(dead_letters.c.id)).all()
-    fixed = still = 0
+    fixed = still = copies = 0
     for r in rows:
         message = SourceMessage(
             r.topic,
@@ -206,13 +217,22 @@ def _dead_letters_replay(engine: Engine, settings: Settings, args: argparse.Name
             still += 1
             print(f"#{r.id} still invalid: {exc.code.value}: {printable(exc.reason)}")
             continue
-        store.apply_replayed(generation, message, event, r.id)
-        fixed += 1
-        print(
-            f"#{r.id} replayed as event {printable(event.event_id)}"
+        result = store.apply_replayed(generation, message, event, r.id)
+        what = (
+            f"{printable(event.event_id)}"
             f" ({printable(event.event_type)} of {printable(event.delivery_id)})"
         )
-    print(f"{fixed} replayed, {still} still invalid", file=sys.stderr)
+        if result.applied:
+            fixed += 1
+            print(f"#{r.id} replayed as event {what}")
+        else:  # a later copy of an event already applied: a duplicate now
+            copies += 1
+            print(f"#{r.id} already applied as event {what}")
+    print(
+        f"{fixed} replayed, {still} still invalid"
+        + (f", {copies} already applied" if copies else ""),
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar, cast
 
 from projector.errors import Fenced, GenerationChanged, SourceUnavailable, StoreUnavailable
@@ -205,7 +205,7 @@ class Projector:
         self._in_flight = self._writer.submit(self._write, self.generation, prepared, claims)
         # The next batch continues where this one will leave each partition.
         for tp, end in ends.items():
-            self.claims[tp] = Claim(claims[tp].epoch, end)
+            self.claims[tp] = replace(claims[tp], next_offset=end)
 
     def _write(
         self, generation: int, prepared: PreparedBatch, claims: Mapping[TopicPartition, Claim]
@@ -224,7 +224,7 @@ class Projector:
         self._failures = 0
         for tp, offset in result.next_offsets.items():
             if tp in self.claims:
-                self.claims[tp] = Claim(self.claims[tp].epoch, offset)
+                self.claims[tp] = replace(self.claims[tp], next_offset=offset)
         self.totals.add(result)
         self.source.commit_hint(result.next_offsets)
         if self.on_batch is not None:
@@ -342,7 +342,7 @@ class Projector:
                     continue
             self.store.advance(self.generation, tp, claim, position,
                                require_status=self.require_status)
-            self.claims[tp] = Claim(claim.epoch, position)
+            self.claims[tp] = replace(claim, next_offset=position)
             log.debug("%s:%s advanced to %s over offsets without messages",
                       tp.topic, tp.partition, position)
 

@@ -39,6 +39,7 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
+    NullValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     VariableNode,
@@ -46,6 +47,7 @@ from graphql import (
 )
 from graphql.pyutils import Undefined
 
+from query_api.timeline import FOLD_LIMIT
 from query_api.types import MAX_FIRST  # above it the resolvers refuse; never count more
 
 #: Fields whose resolvers run statements, and how many (at most) each runs.
@@ -56,6 +58,18 @@ READS: dict[tuple[str, str], int] = {
     ("Query", "projectionStatus"): 2,
     ("DeliveryConnection", "totalCount"): 1,
     ("Delivery", "history"): 2,  # a second one counts what lies before a cursor
+    ("Delivery", "lineage"): 1,
+    ("Delivery", "transitions"): 1,
+}
+
+#: Fields that fold a delivery's history (``query_api.timeline``): each is charged as
+#: a page of ``FOLD_LIMIT`` events, like ``history(first: FOLD_LIMIT)``.
+FOLDS: frozenset[tuple[str, str]] = frozenset(
+    {("Delivery", "lineage"), ("Delivery", "transitions")}
+)
+#: Arguments that make a field a time-travel fold when given (and not a literal null).
+FOLD_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("Query", "delivery"): ("asOf", "asOfApplied"),
 }
 
 
@@ -153,11 +167,25 @@ class _Walker:
         child = get_named_type(definition.type)
         rows, results, reads = self.selection(node.selection_set, child)
         reads += READS.get((parent.name, node.name.value), 0)
+        key = (parent.name, node.name.value)
+        if key in FOLDS or self._travels(node, FOLD_ARGUMENTS.get(key, ())):
+            rows += FOLD_LIMIT
+            results += FOLD_LIMIT
         argument = definition.args.get("first")
         if argument is None:
             return rows, results, reads
         first = self._first(node, argument.default_value)
         return rows + first, first + first * results, reads
+
+    @staticmethod
+    def _travels(node: FieldNode, names: tuple[str, ...]) -> bool:
+        """Whether one of the arguments ``names`` is given other than as a literal null.
+        A variable counts whatever its value: the estimate is cached per document and
+        integer variables only (``query_api.budget``)."""
+        return any(
+            arg.name.value in names and not isinstance(arg.value, NullValueNode)
+            for arg in node.arguments or ()
+        )
 
     def _first(self, node: FieldNode, default: Any) -> int:
         value: Any = default

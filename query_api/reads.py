@@ -74,6 +74,50 @@ class DeliveryFilterSpec:
 
 
 @dataclass(frozen=True)
+class FoldBound:
+    """Which of a delivery's events a time-travel view holds: those that occurred at
+    or before ``as_of`` and were applied at or before ``as_of_applied`` (None: no bound
+    on that side)."""
+
+    as_of: datetime | None = None
+    as_of_applied: datetime | None = None
+
+
+def _within(bound: FoldBound | None, columns: Any) -> list[ColumnElement[bool]]:
+    """The bound as conditions on history columns (``as_of`` and ``as_of_applied`` bound)."""
+    conds: list[ColumnElement[bool]] = []
+    if bound is not None and bound.as_of is not None:
+        conds.append(columns.occurred_at <= bindparam("as_of", type_=columns.occurred_at.type))
+    if bound is not None and bound.as_of_applied is not None:
+        conds.append(
+            columns.applied_at <= bindparam("as_of_applied", type_=columns.applied_at.type)
+        )
+    return conds
+
+
+def _bound_params(bound: FoldBound | None) -> dict[str, Any]:
+    if bound is None:
+        return {}
+    params: dict[str, Any] = {}
+    if bound.as_of is not None:
+        params["as_of"] = bound.as_of
+    if bound.as_of_applied is not None:
+        params["as_of_applied"] = bound.as_of_applied
+    return params
+
+
+def _bound_shape(bound: FoldBound | None) -> FoldBound | None:
+    """The bound with its values replaced by a marker: what a cached statement depends on."""
+    if bound is None:
+        return None
+    marker = datetime.min
+    return FoldBound(
+        None if bound.as_of is None else marker,
+        None if bound.as_of_applied is None else marker,
+    )
+
+
+@dataclass(frozen=True)
 class HistoryPage:
     rows: list[RowMapping]
     has_next: bool
@@ -159,8 +203,9 @@ def deliveries_by_id(
 
 
 @cache
-def _histories(active: bool, after: bool) -> Select[Any]:
-    """The statement of ``histories``; ``:ids``, ``:first_plus_one`` and the cursor bound."""
+def _histories(active: bool, after: bool, bound: FoldBound | None = None) -> Select[Any]:
+    """The statement of ``histories``; ``:ids``, ``:first_plus_one``, the cursor and the
+    time-travel bound (``_bound_shape``) bound."""
     generation: Generation = ACTIVE if active else 0
     inner = (
         select(
@@ -170,6 +215,7 @@ def _histories(active: bool, after: bool) -> Select[Any]:
         .where(
             _generation_of(e.generation, generation),
             e.delivery_id.in_(bindparam("ids", expanding=True)),
+            *_within(bound, e),
         )
         .subquery("counted")
     )
@@ -208,25 +254,29 @@ def histories(
     ids: Sequence[str],
     first: int,
     after: EventKey | None,
+    bound: FoldBound | None = None,
 ) -> dict[str, HistoryPage]:
-    """One page of history per delivery, in fold order, in one statement.
+    """One page of history per delivery, in fold order, in one statement; with
+    ``bound``, only the events a time-travel view holds.
 
     The innermost query counts each delivery's events (``totalCount``) before the
     cursor filters; the middle one numbers the rows after the cursor per delivery.
     """
     params = _params(generation, ids=_stored(ids), first_plus_one=first + 1)
+    params.update(_bound_params(bound))
     if after is not None:
         params.update(after_at=after.occurred_at, after_sequence=after.sequence,
                       after_event_id=after.event_id)
     grouped: dict[str, list[RowMapping]] = {}
     totals: dict[str, int] = {}
-    statement = _histories(not isinstance(generation, int), after is not None)
+    statement = _histories(not isinstance(generation, int), after is not None,
+                           _bound_shape(bound))
     for row in conn.execute(statement, params).mappings():
         grouped.setdefault(row["delivery_id"], []).append(row)
         totals[row["delivery_id"]] = int(row["total"])
     missing = [i for i in ids if i not in totals]
     if missing and after is not None:  # every event is before the cursor: count them apart
-        totals.update(_event_counts(conn, generation, missing))
+        totals.update(_event_counts(conn, generation, missing, bound))
     return {
         delivery_id: HistoryPage(
             rows=grouped.get(delivery_id, [])[:first],
@@ -237,11 +287,14 @@ def histories(
     }
 
 
-def _event_counts(conn: Connection, generation: Generation, ids: Sequence[str]) -> dict[str, int]:
+def _event_counts(
+    conn: Connection, generation: Generation, ids: Sequence[str], bound: FoldBound | None = None
+) -> dict[str, int]:
     rows = conn.execute(
         select(e.delivery_id, func.count())
-        .where(e.generation == generation, e.delivery_id.in_(_stored(ids)))
-        .group_by(e.delivery_id)
+        .where(e.generation == generation, e.delivery_id.in_(_stored(ids)), *_within(bound, e))
+        .group_by(e.delivery_id),
+        _bound_params(bound),
     ).all()
     return {r[0]: int(r[1]) for r in rows}
 
@@ -269,3 +322,37 @@ def delivery_fingerprint(
     return conn.execute(
         select(deliveries).where(d.generation == generation, _equals(d.delivery_id, delivery_id))
     ).mappings().first()
+
+
+def applied_histories(
+    conn: Connection,
+    generation: Generation,
+    ids: Sequence[str],
+    bound: FoldBound | None,
+    limit: int,
+) -> dict[str, list[RowMapping]]:
+    """Each delivery's events within ``bound``, in the order they were applied
+    (``applied_at``, then source position), at most ``limit + 1`` each (one more
+    than a time-travel fold takes, so that the caller sees there were more)."""
+    stored = _stored(ids)
+    if not stored:
+        return {}
+    applied = (e.applied_at, e.topic, e.partition, e.offset)
+    numbered = (
+        select(
+            delivery_events,
+            func.row_number().over(partition_by=e.delivery_id, order_by=applied).label("rn"),
+        )
+        .where(e.generation == generation, e.delivery_id.in_(stored), *_within(bound, e))
+        .subquery("numbered")
+    )
+    n = numbered.c
+    query = (
+        select(numbered)
+        .where(n.rn <= limit + 1)
+        .order_by(n.delivery_id, n.rn)
+    )
+    found: dict[str, list[RowMapping]] = {}
+    for row in conn.execute(query, _bound_params(bound)).mappings():
+        found.setdefault(row["delivery_id"], []).append(row)
+    return found

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import strawberry
@@ -25,13 +25,15 @@ from query_api import reads
 from query_api.budget import CostBudget
 from query_api.context import Context
 from query_api.cursors import DeliveryKey, delivery_cursor, parse_delivery_cursor
+from query_api.errors import UserInputError
 from query_api.extensions import budget_for, extensions_for, should_mask
 from query_api.lanes import HeavyLane
-from query_api.reads import DeliveryFilterSpec
+from query_api.reads import DeliveryFilterSpec, FoldBound
 from query_api.scalars import SCALARS
 from query_api.settings import Settings
 from query_api.stats import check_range, daily_stats, utc_bounds
 from query_api.status import projection_status
+from query_api.timeline import too_long_message
 from query_api.types import (
     Delivery,
     DeliveryConnection,
@@ -45,16 +47,45 @@ from query_api.types import (
 
 CtxInfo = Info[Context, None]
 
+
+def time_travel_bound(as_of: datetime | None, as_of_applied: datetime | None) -> FoldBound | None:
+    """``asOf``/``asOfApplied`` as a bound; None (the current row) when neither is given.
+    An explicit null means "no bound on that side", as an absent argument does."""
+    as_of = None if as_of is strawberry.UNSET else as_of
+    as_of_applied = None if as_of_applied is strawberry.UNSET else as_of_applied
+    if as_of is None and as_of_applied is None:
+        return None
+    return FoldBound(as_of, as_of_applied)
+
 client_errors = logging.getLogger("query_api.client_errors")
 
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="A delivery by id; null when it was never seen.")  # type: ignore[untyped-decorator]
-    async def delivery(self, info: CtxInfo, id: strawberry.ID) -> Delivery | None:
+    @strawberry.field(  # type: ignore[untyped-decorator]
+        description="A delivery by id; null when it was never seen. With asOf: the fold of "
+        "its events that occurred at or before asOf (what had happened); with asOfApplied: "
+        "of those applied at or before it (what the read model showed then); with both, "
+        "both bounds; null when no event qualifies."
+    )
+    async def delivery(
+        self,
+        info: CtxInfo,
+        id: strawberry.ID,
+        as_of: datetime | None = strawberry.UNSET,
+        as_of_applied: datetime | None = strawberry.UNSET,
+    ) -> Delivery | None:
         session = info.context.session
-        row = await session.deliveries.load(str(id))
-        return None if row is None else Delivery.from_row(row, session)
+        bound = time_travel_bound(as_of, as_of_applied)
+        if bound is None:
+            row = await session.deliveries.load(str(id))
+            return None if row is None else Delivery.from_row(row, session)
+        folded = await session.timelines.load((str(id), bound))
+        if folded.too_long:
+            raise UserInputError(too_long_message(str(id)))
+        if folded.row is None:
+            return None
+        return Delivery.from_row(folded.row.__dict__, session, bound)
 
     @strawberry.field(description="Ordered by lastEventAt descending, then id ascending.")  # type: ignore[untyped-decorator]
     async def deliveries(

@@ -36,13 +36,15 @@ from query_api import reads
 from query_api.cursors import parse_event_cursor
 from query_api.database import ReadDatabase, timed_out
 from query_api.errors import DatabaseUnavailable, QueryTimeout, UserInputError
-from query_api.reads import ACTIVE, Generation
+from query_api.reads import ACTIVE, FoldBound, Generation
+from query_api.timeline import FOLD_LIMIT, DeliveryTimeline, load_timelines
 from schema.db import SchemaError, active_generation
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-HistoryKey = tuple[str, int, "str | None"]  # delivery id, first, after
+HistoryKey = tuple[str, int, "str | None", "FoldBound | None"]  # id, first, after, asOf bound
+TimelineKey = tuple[str, "FoldBound | None"]  # delivery id, time-travel bound
 
 UNAVAILABLE = "the read model is unavailable (unreachable or not migrated; see /readyz)"
 
@@ -62,6 +64,7 @@ class ReadSession:
         self._lock = asyncio.Lock()
         self.deliveries = DataLoader[str, "RowMapping | None"](load_fn=self._load_deliveries)
         self.histories = DataLoader[HistoryKey, reads.HistoryPage](load_fn=self._load_histories)
+        self.timelines = DataLoader[TimelineKey, DeliveryTimeline](load_fn=self._load_timelines)
 
     def spend(self, nodes: int) -> None:
         """Count results asked for before reading them; too many ends the operation.
@@ -190,20 +193,35 @@ class ReadSession:
         return [found.get(i) for i in ids]
 
     async def _load_histories(self, keys: Sequence[HistoryKey]) -> list[reads.HistoryPage]:
-        groups: dict[tuple[int, str | None], list[str]] = {}
-        for delivery_id, first, after in keys:
-            ids = groups.setdefault((first, after), [])
+        groups: dict[tuple[int, str | None, FoldBound | None], list[str]] = {}
+        for delivery_id, first, after, bound in keys:
+            ids = groups.setdefault((first, after, bound), [])
             if delivery_id not in ids:
                 ids.append(delivery_id)
         pages: dict[HistoryKey, reads.HistoryPage] = {}
-        for (first, after), ids in groups.items():
+        for (first, after, bound), ids in groups.items():
             self.spend(len(ids) * first)
             key = None if after is None else parse_event_cursor(after)
-            found = await self.run(reads.histories, ids, first, key)
+            found = await self.run(reads.histories, ids, first, key, bound)
             for delivery_id, page in found.items():
-                pages[(delivery_id, first, after)] = page
+                pages[(delivery_id, first, after, bound)] = page
         return [pages[k] for k in keys]
 
+    async def _load_timelines(self, keys: Sequence[TimelineKey]) -> list[DeliveryTimeline]:
+        """Folds of whole histories (``query_api.timeline``), charged as pages of
+        ``FOLD_LIMIT`` events each, one statement per bound."""
+        groups: dict[FoldBound | None, list[str]] = {}
+        for delivery_id, bound in keys:
+            ids = groups.setdefault(bound, [])
+            if delivery_id not in ids:
+                ids.append(delivery_id)
+        found: dict[TimelineKey, DeliveryTimeline] = {}
+        for bound, ids in groups.items():
+            self.spend(len(ids) * FOLD_LIMIT)
+            folded = await self.run(load_timelines, ids, bound)
+            for delivery_id, one in folded.items():
+                found[(delivery_id, bound)] = one
+        return [found[k] for k in keys]
 
 def _active_generation(conn: Connection) -> int:
     return active_generation(conn)

@@ -41,4 +41,6 @@ async def projection_status(context: Context) -> ProjectionStatus:
         dead_letters=Long(counts.dead_letters),
         last_event_at=counts.last_event_at,
         generation=generation,
+        messages_read=Long(counts.messages_read),
+        duplicates=Long(counts.duplicates),
     )

@@ -10,9 +10,10 @@ import strawberry
 
 from query_api.cursors import EventKey, event_cursor, parse_event_cursor
 from query_api.errors import UserInputError
-from query_api.reads import DeliveryFilterSpec
+from query_api.reads import DeliveryFilterSpec, FoldBound
 from query_api.scalars import JSON, Long, json_value
 from query_api.session import ReadSession
+from query_api.timeline import DeliveryTimeline, too_long_message
 from schema.states import DeliveryState
 
 MAX_FIRST = 500
@@ -79,6 +80,39 @@ class DeliveryEventConnection:
     total_count: int
 
 
+def _graphql_name(field: str) -> str:
+    """A row field's name in the schema: ``estimated_delivery_at`` -> ``estimatedDeliveryAt``."""
+    head, *rest = field.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+@strawberry.type(description="The event that set a field of the delivery last (fold order).")
+class FieldLineage:
+    field: str = strawberry.field(description="the Delivery field, e.g. riderId")
+    event_id: strawberry.ID
+    event_type: str
+    occurred_at: datetime
+
+
+@strawberry.type(
+    description="A change of state on the fold's path. rewritten: the read model showed it "
+    "after an earlier commit, and a later commit (a late event) took it off the path."
+)
+class StateTransition:
+    from_: DeliveryState = strawberry.field(name="from")
+    to: DeliveryState
+    at: datetime = strawberry.field(description="occurredAt of the event that made it")
+    event_id: strawberry.ID
+    event_type: str
+    rewritten: bool
+    rewritten_by: strawberry.ID | None = strawberry.field(
+        description="the event whose commit took it off the path (the first in fold order)"
+    )
+    rewritten_at: datetime | None = strawberry.field(
+        description="when that commit was applied: from then on the read model showed the new path"
+    )
+
+
 @strawberry.type
 class Delivery:
     id: strawberry.ID
@@ -97,6 +131,8 @@ class Delivery:
     event_count: int
     #: The session this row was read in: its history comes from the same generation.
     session: strawberry.Private[ReadSession]
+    #: A time-travel view (``delivery(asOf, asOfApplied)``): the events it holds.
+    bound: strawberry.Private[FoldBound | None] = None
 
     @strawberry.field(description="fold order")  # type: ignore[untyped-decorator]
     async def history(
@@ -107,7 +143,7 @@ class Delivery:
             parse_event_cursor(after)  # a bad cursor is this field's error, not the batch's
         else:
             after = None
-        page = await self.session.histories.load((str(self.id), first, after))
+        page = await self.session.histories.load((str(self.id), first, after, self.bound))
         edges = [
             DeliveryEventEdge(
                 cursor=event_cursor(
@@ -125,8 +161,50 @@ class Delivery:
             total_count=page.total,
         )
 
+    @strawberry.field(description="Per field of this row that an event set, the event that "
+                      "set it last (fold order); computed by the fold itself")  # type: ignore[untyped-decorator]
+    async def lineage(self) -> list[FieldLineage]:
+        folded = await self._timeline()
+        return [
+            FieldLineage(
+                field=_graphql_name(name),
+                event_id=strawberry.ID(step.event.event_id),
+                event_type=step.event.event_type,
+                occurred_at=step.event.occurred_at,
+            )
+            for name, step in folded.lineage.items()
+        ]
+
+    @strawberry.field(description="The state path the fold took, in fold order, with the "
+                      "transitions later commits rewrote")  # type: ignore[untyped-decorator]
+    async def transitions(self) -> list[StateTransition]:
+        folded = await self._timeline()
+        return [
+            StateTransition(
+                from_=t.source,
+                to=t.target,
+                at=t.event.occurred_at,
+                event_id=strawberry.ID(t.event.event_id),
+                event_type=t.event.event_type,
+                rewritten=t.rewritten_by is not None,
+                rewritten_by=None if t.rewritten_by is None
+                else strawberry.ID(t.rewritten_by.event_id),
+                rewritten_at=None if t.rewritten_by is None
+                else folded.applied_at.get(t.rewritten_by.event_id),
+            )
+            for t in folded.transitions
+        ]
+
+    async def _timeline(self) -> DeliveryTimeline:
+        folded = await self.session.timelines.load((str(self.id), self.bound))
+        if folded.too_long:
+            raise UserInputError(too_long_message(str(self.id)))
+        return folded
+
     @classmethod
-    def from_row(cls, row: Mapping[Any, Any], session: ReadSession) -> Delivery:
+    def from_row(
+        cls, row: Mapping[Any, Any], session: ReadSession, bound: FoldBound | None = None
+    ) -> Delivery:
         return cls(
             id=strawberry.ID(row["delivery_id"]),
             order_id=row["order_id"],
@@ -143,6 +221,7 @@ class Delivery:
             last_event_at=row["last_event_at"],
             event_count=int(row["event_count"]),
             session=session,
+            bound=bound,
         )
 
 
@@ -224,3 +303,9 @@ class ProjectionStatus:
     dead_letters: Long
     last_event_at: datetime | None
     generation: int
+    messages_read: Long = strawberry.field(
+        description="messages read once each: eventsApplied + duplicates + deadLetters"
+    )
+    duplicates: Long = strawberry.field(
+        description="later copies of an event id already applied (changed nothing)"
+    )

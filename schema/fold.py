@@ -232,8 +232,13 @@ def fold_batch(current: Mapping[str, DeliveryRow], events: Iterable[Event]) -> B
 # -- the fold step by step: lineage and the state path -----------------------------
 #: The row's own bookkeeping, not a field of the delivery.
 _INTERNAL: Final = frozenset({"fold_key"})
-#: The row's fields in declaration order (lineage is reported in this order).
-ROW_FIELDS: Final = tuple(f for f in DeliveryRow.__dataclass_fields__ if f not in _INTERNAL)
+#: The row's fields in the order of the contract's ``Delivery`` type (lineage's order).
+ROW_FIELDS: Final = (
+    "delivery_id", "order_id", "shop_id", "rider_id", "state", "created_at", "assigned_at",
+    "picked_up_at", "delivered_at", "cancelled_at", "cancel_reason", "estimated_delivery_at",
+    "last_event_at", "event_count",
+)
+assert set(ROW_FIELDS) == set(DeliveryRow.__dataclass_fields__) - _INTERNAL
 
 
 @dataclass(frozen=True)
@@ -360,7 +365,7 @@ def timeline(commits: Iterable[Sequence[Event]]) -> Timeline:
     return Timeline(folded, [t for _, _, t in found])
 
 
-def event_from_history(r: Mapping[str, Any]) -> Event:
+def event_from_history(r: Mapping[Any, Any]) -> Event:
     """An event of the history table (``delivery_events``) as it was folded: its type as
     stored, its ETA as read when it was first applied (so a later change of
     SOURCE_TIMEZONE moves nothing)."""

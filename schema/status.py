@@ -19,10 +19,19 @@ from schema.tables import dead_letters, delivery_events, projection_offsets
 
 @dataclass(frozen=True)
 class Counts:
+    """What a generation holds and has read.
+
+    ``messages_read`` = ``events_applied`` + ``duplicates`` + ``dead_letters``: each
+    message read once is an event applied, a later copy of an applied event id, or
+    a dead letter (pending; a replayed one is then applied or a duplicate).
+    """
+
     events_applied: int
     unknown_events: int
     dead_letters: int
     last_event_at: datetime | None
+    messages_read: int = 0
+    duplicates: int = 0
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,8 @@ class PartitionOffset:
 
 
 def counts(conn: Connection, generation: int) -> Counts:
-    """Distinct events applied (unknown types included), unknown ones, pending dead letters."""
+    """Distinct events applied (unknown types included), unknown ones, pending dead letters,
+    messages read and duplicates."""
     row = conn.execute(
         select(
             func.count(),
@@ -47,7 +57,13 @@ def counts(conn: Connection, generation: int) -> Counts:
             dead_letters.c.status == DeadLetterStatus.PENDING,
         )
     ).scalar_one()
-    return Counts(int(row[0]), int(row[1]), int(dead), row[2])
+    read = conn.execute(
+        select(
+            func.coalesce(func.sum(projection_offsets.c.messages_read), 0),
+            func.coalesce(func.sum(projection_offsets.c.duplicates), 0),
+        ).where(projection_offsets.c.generation == generation)
+    ).one()
+    return Counts(int(row[0]), int(row[1]), int(dead), row[2], int(read[0]), int(read[1]))
 
 
 def partition_offsets(conn: Connection, generation: int) -> list[PartitionOffset]:
@@ -90,4 +106,6 @@ def status_document(
         "deadLetters": c.dead_letters,
         "lastEventAt": None if c.last_event_at is None else c.last_event_at.isoformat(),
         "generation": generation,
+        "messagesRead": c.messages_read,
+        "duplicates": c.duplicates,
     }

@@ -153,7 +153,10 @@ delivery_events = Table(
     Index("ix_delivery_events_time", "generation", "occurred_at"),
 )
 
-#: Where the projection reads next, per source partition, with the fencing epoch.
+#: Where the projection reads next, per source partition, with the fencing epoch, and
+#: what it has read there: each message once, as an event applied, a duplicate (a later
+#: copy of an event id already applied) or a dead letter. The batch that moves
+#: ``next_offset`` moves the counts (revision 0002).
 projection_offsets = Table(
     "projection_offsets",
     metadata,
@@ -164,6 +167,11 @@ projection_offsets = Table(
     Column("owner_epoch", BigInteger, nullable=False, server_default=text("0")),
     Column("owner", String(128)),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("messages_read", BigInteger, nullable=False, server_default=text("0")),
+    Column("duplicates", BigInteger, nullable=False, server_default=text("0")),
+    # Messages below this offset were counted when first read: an in-place replay
+    # (next_offset set back) reads them again without counting them twice.
+    Column("counted_to", BigInteger, nullable=False, server_default=text("0")),
 )
 
 #: Messages that could not become events, kept whole so they can be replayed.

@@ -24,6 +24,7 @@ class FakeStore(ReadModelStore):
         self.generation = generation
         self.next: dict[tuple[int, TopicPartition], int] = defaultdict(int)
         self.epoch: dict[tuple[int, TopicPartition], int] = defaultdict(int)
+        self.counted_to: dict[tuple[int, TopicPartition], int] = defaultdict(int)
         self.applied: dict[TopicPartition, list[int]] = defaultdict(list)
         self.claims = 0
         self.fenced = 0
@@ -39,7 +40,8 @@ class FakeStore(ReadModelStore):
             raise StoreUnavailable("database down (claim)")
         self.claims += 1
         self.epoch[generation, tp] += 1
-        return Claim(self.epoch[generation, tp], self.next[generation, tp])
+        return Claim(self.epoch[generation, tp], self.next[generation, tp],
+                     self.counted_to[generation, tp])
 
     def prepare(self, messages: Sequence[SourceMessage]) -> PreparedBatch:
         return PreparedBatch(messages, [], [])
@@ -75,6 +77,8 @@ class FakeStore(ReadModelStore):
             self.applied[tp].extend(m.offset for m in items)
             self.next[generation, tp] = items[-1].offset + 1
             result.next_offsets[tp] = items[-1].offset + 1
+            end = self.counted_to[generation, tp]
+            self.counted_to[generation, tp] = max(end, items[-1].offset + 1)
         return result
 
     def offsets(self, generation: int) -> dict[TopicPartition, int]:

@@ -19,10 +19,17 @@ from schema.lifecycle import GenerationStatus
 
 @dataclass(frozen=True)
 class Claim:
-    """This process's hold on one partition of one generation."""
+    """This process's hold on one partition of one generation.
+
+    ``counted_to``: messages below this offset were counted (read, duplicates) when
+    first read, as the claim found it; a batch counts only its messages at or after
+    it, so an in-place replay reads them again without counting them twice. It stays
+    as claimed: later batches under the same claim only count offsets beyond it.
+    """
 
     epoch: int
     next_offset: int
+    counted_to: int = 0
 
 
 @dataclass

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, tzinfo
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -80,7 +80,11 @@ class SqlStore:
                 .on_conflict_do_nothing(index_elements=["generation", "topic", "partition"])
             )
             row = conn.execute(
-                select(projection_offsets.c.next_offset, projection_offsets.c.owner_epoch)
+                select(
+                    projection_offsets.c.next_offset,
+                    projection_offsets.c.owner_epoch,
+                    projection_offsets.c.counted_to,
+                )
                 .where(self._offset_key(generation, tp))
                 .with_for_update()
             ).one()
@@ -90,7 +94,7 @@ class SqlStore:
                 .where(self._offset_key(generation, tp))
                 .values(owner_epoch=epoch, owner=self.owner, updated_at=now())
             )
-            return Claim(epoch, int(row.next_offset))
+            return Claim(epoch, int(row.next_offset), int(row.counted_to))
 
     def offsets(self, generation: int) -> dict[TopicPartition, int]:
         """Where each partition of a generation reads next."""
@@ -120,13 +124,25 @@ class SqlStore:
             self._move(conn, generation, tp, claim, offset)
 
     def _move(
-        self, conn: Connection, generation: int, tp: TopicPartition, claim: Claim, offset: int
+        self,
+        conn: Connection,
+        generation: int,
+        tp: TopicPartition,
+        claim: Claim,
+        offset: int,
+        read: int = 0,
     ) -> None:
         """Set a claimed partition's next offset, only if ``claim`` still holds it exactly.
 
         The update also locks the offset row until the transaction ends; a claim whose
-        epoch or offset moved on (another consumer took over) raises ``Fenced``.
+        epoch or offset moved on (another consumer took over) raises ``Fenced``. The
+        same statement counts the ``read`` messages read for the first time (at or
+        after ``claim.counted_to``; they end at ``offset``).
         """
+        values: dict[str, Any] = {"next_offset": offset, "updated_at": now()}
+        if read:
+            values["messages_read"] = projection_offsets.c.messages_read + read
+            values["counted_to"] = offset
         moved = conn.execute(
             update(projection_offsets)
             .where(
@@ -134,7 +150,7 @@ class SqlStore:
                 projection_offsets.c.owner_epoch == claim.epoch,
                 projection_offsets.c.next_offset == claim.next_offset,
             )
-            .values(next_offset=offset, updated_at=now())
+            .values(**values)
         ).rowcount
         if moved != 1:
             raise Fenced(f"{tp.topic}:{tp.partition} is owned by another consumer now")
@@ -185,20 +201,25 @@ class SqlStore:
         prepared = batch if isinstance(batch, PreparedBatch) else self.prepare(batch)
         result = BatchResult(messages=len(prepared.messages))
         ends: dict[TopicPartition, int] = {}
+        read: dict[TopicPartition, int] = dict.fromkeys(claims, 0)
         for message in prepared.messages:
             ends[message.tp] = message.offset + 1
+            if message.offset >= claims[message.tp].counted_to:  # not an in-place re-read
+                read[message.tp] += 1
 
         with self._begin() as conn:
             self._check_generation(conn, generation, require_status)
             # Fence first: this also locks the partitions' offset rows for the transaction.
             for tp in sorted(ends):
-                self._move(conn, generation, tp, claims[tp], ends[tp])
+                self._move(conn, generation, tp, claims[tp], ends[tp], read[tp])
                 result.next_offsets[tp] = ends[tp]
             for message, exc in prepared.dead:
                 self._dead_letter(conn, generation, message, exc)
             result.dead_letters = len(prepared.dead)
             live = require_status == GenerationStatus.ACTIVE
-            self._apply_events(conn, generation, prepared.events, result, notify=live)
+            copies = self._apply_events(conn, generation, prepared.events, result, notify=live)
+            counted = [m for m in copies if m.offset >= claims[m.tp].counted_to]
+            self._count_duplicates(conn, generation, counted)
         return result
 
     def apply_replayed(
@@ -209,7 +230,15 @@ class SqlStore:
         with self._begin() as conn:
             # Not into a retired one:
             self._check_generation(conn, generation, GenerationStatus.ACTIVE)
-            self._apply_events(conn, generation, [(event, message)], result, notify=True)
+            # The partition's counts row before the deliveries' locks, as a batch takes them.
+            conn.execute(
+                select(projection_offsets.c.duplicates)
+                .where(self._offset_key(generation, message.tp))
+                .with_for_update()
+            )
+            copies = self._apply_events(conn, generation, [(event, message)], result, notify=True)
+            # Already applied: the dead letter was a later copy, now counted as one.
+            self._count_duplicates(conn, generation, copies)
             conn.execute(
                 update(dead_letters)
                 .where(dead_letters.c.id == dead_letter_id)
@@ -229,9 +258,14 @@ class SqlStore:
         result: BatchResult,
         *,
         notify: bool,
-    ) -> None:
+    ) -> list[SourceMessage]:
+        """Insert the events new to the history and fold their deliveries.
+
+        Returns the messages that were duplicates: later copies of an event id
+        already held, or met earlier in ``events``.
+        """
         if not events:
-            return
+            return []
         first: dict[str, tuple[Event, SourceMessage]] = {}
         for event, message in events:
             first.setdefault(event.event_id, (event, message))
@@ -244,8 +278,13 @@ class SqlStore:
         new_events = [e for event_id, (e, _) in first.items() if event_id in inserted]
         result.applied += len(new_events)
         result.duplicates += len(events) - len(new_events)
+        copies = []
+        if len(new_events) < len(events):
+            copies = [
+                m for e, m in events if e.event_id not in inserted or first[e.event_id][1] is not m
+            ]
         if not new_events:
-            return
+            return copies
         changed = {e.delivery_id for e in new_events}
         current = self.tables.load_rows(raw, generation, sorted(changed))
         decision = fold_batch(current, new_events)
@@ -255,6 +294,28 @@ class SqlStore:
         result.changed |= changed
         if notify:
             self.tables.notify(raw, generation, changed)
+        return copies
+
+    @staticmethod
+    def _count_duplicates(
+        conn: Connection, generation: int, copies: Sequence[SourceMessage]
+    ) -> None:
+        """Add duplicates to their partitions' counts (rows the batch's fence has locked)."""
+        if not copies:
+            return
+        per: dict[TopicPartition, int] = {}
+        for message in copies:
+            per[message.tp] = per.get(message.tp, 0) + 1
+        conn.execute(
+            update(projection_offsets)
+            .where(
+                projection_offsets.c.generation == bindparam("g"),
+                projection_offsets.c.topic == bindparam("t"),
+                projection_offsets.c.partition == bindparam("p"),
+            )
+            .values(duplicates=projection_offsets.c.duplicates + bindparam("n")),
+            [{"g": generation, "t": tp.topic, "p": tp.partition, "n": n} for tp, n in per.items()],
+        )
 
     def _refolded(self, raw: Any, generation: int, ids: Sequence[str]) -> list[DeliveryRow]:
         """The rows of these deliveries folded again from their whole history."""

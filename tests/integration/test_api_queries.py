@@ -45,7 +45,7 @@ query Everything {{
   }}
   projectionStatus {{
     partitions {{ topic partition nextOffset endOffset lag }}
-    eventsApplied unknownEvents deadLetters lastEventAt generation
+    eventsApplied unknownEvents deadLetters lastEventAt generation messagesRead duplicates
   }}
 }}
 """

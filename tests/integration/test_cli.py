@@ -44,7 +44,11 @@ def test_a_json_lines_stream_gives_status_counts_that_follow_the_contract(db_url
         "deadLetters": 2,
         "lastEventAt": "2026-11-25T04:00:00+00:00",
         "generation": 1,
+        "messagesRead": 9,  # ten lines, one of only white space
+        "duplicates": 1,
     }
+    text = run_projector(["status", "--no-source"], env).stdout
+    assert "messages read: 9 = 6 applied + 1 duplicates + 2 dead letters" in text, text
     rows = table_rows(db_url)
     assert rows["D-1"]["state"] == "DELIVERED" and rows["D-1"]["rider_id"] == "R-7"
     assert rows["D-1"]["event_count"] == 4
@@ -181,3 +185,68 @@ def test_text_output_shows_control_characters_escaped_never_raw(sqlite_url: str,
     for out in (ran, listed, as_json, status, status_json, replayed):
         shown = {c for c in out.stdout + out.stderr if c in _OBEYED}
         assert not shown, (out.args, shown, out.stdout, out.stderr)
+
+
+def _status(env: dict[str, str]) -> dict:
+    doc = json.loads(run_projector(["status", "--json", "--no-source"], env).stdout)
+    assert doc["messagesRead"] == doc["eventsApplied"] + doc["duplicates"] + doc["deadLetters"]
+    return {k: doc[k] for k in ("messagesRead", "eventsApplied", "duplicates", "deadLetters",
+                                "generation")}
+
+
+def test_status_counts_add_up_after_an_in_place_rebuild_and_a_rebuild(db_url: str,
+                                                                      tmp_path: Path) -> None:
+    """Issue #9 hole 5: messages read = applied + duplicates + dead letters, whatever ran."""
+    stream = _stream(tmp_path)
+    env = projector_env(db_url, str(stream))
+    run_projector(["migrate"], env)
+    run_projector(["run", "--until-caught-up"], env)
+    counts = {"messagesRead": 9, "eventsApplied": 6, "duplicates": 1, "deadLetters": 2,
+              "generation": 1}
+    assert _status(env) == counts
+    run_projector(["rebuild", "--in-place"], env)  # reads all nine again: counted once
+    assert _status(env) == counts
+    with stream.open("ab") as fh:  # one new event and one more copy of an applied one
+        for event in (make_event("DeliveryCreated", "D-9", event_id="z1"),
+                      make_event("DeliveryCreated", "D-2", "2026-11-25T02:00:00Z",
+                                 event_id="b1")):
+            fh.write(encode(event) + b"\n")
+    run_projector(["run", "--until-caught-up"], env)
+    counts.update(messagesRead=11, eventsApplied=7, duplicates=2)
+    assert _status(env) == counts
+    run_projector(["rebuild"], env)  # a new generation reads everything once
+    assert _status(env) == {**counts, "generation": 2}
+
+
+def test_replaying_a_dead_letter_whose_event_was_applied_says_so(db_url: str,
+                                                                tmp_path: Path) -> None:
+    """As after a parser fix: an older parser refused the copy of b1 at offset 5, which
+    the producer had sent again; replayed now, it is a duplicate, not a new event."""
+    from datetime import datetime
+
+    from sqlalchemy import update
+
+    from schema.db import make_engine
+    from schema.tables import dead_letters, projection_offsets
+
+    stream = _stream(tmp_path)
+    env = projector_env(db_url, str(stream))
+    run_projector(["migrate"], env)
+    run_projector(["run", "--until-caught-up"], env)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:  # offset 5 as the older parser left it: a dead letter
+        conn.execute(update(projection_offsets).values(
+            duplicates=projection_offsets.c.duplicates - 1))
+        conn.execute(dead_letters.insert().values(
+            generation=1, topic=str(stream.resolve()), partition=0, offset=5, key=None,
+            value=stream.read_bytes().splitlines()[5], headers=[], error_code="INVALID_JSON",
+            reason="rejected by an older parser", status="pending",
+            created_at=datetime.now(UTC)))
+    engine.dispose()
+    before = _status(env)
+    assert (before["duplicates"], before["deadLetters"]) == (0, 3)
+    out = run_projector(["dead-letters", "replay"], env)
+    assert "already applied as event b1 (DeliveryCreated of D-2)" in out.stdout, out.stdout
+    assert "replayed as event" not in out.stdout
+    assert "0 replayed, 2 still invalid, 1 already applied" in out.stderr, out.stderr
+    assert _status(env) == {**before, "duplicates": 1, "deadLetters": 2}

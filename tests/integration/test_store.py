@@ -233,3 +233,89 @@ def test_two_processes_claiming_a_new_partition_at_once_both_succeed(migrated_ur
             t.join(timeout=30)
     assert not failures, failures[:2]
     assert sorted(epochs) == [1] * 10 + [2] * 10  # each partition: one first, one second
+
+
+# -- counts that add up from status alone (issue #9 hole 5) ------------------------------
+def _counts(store: SqlStore) -> tuple[int, int, int, int]:
+    """(messages read, events applied, duplicates, dead letters) as `status` reports them."""
+    from schema.status import counts
+
+    with store.engine.connect() as conn:
+        c = counts(conn, 1)
+    assert c.messages_read == c.events_applied + c.duplicates + c.dead_letters, c
+    return c.messages_read, c.events_applied, c.duplicates, c.dead_letters
+
+
+def test_status_counts_add_up_and_an_in_place_replay_counts_nothing_twice(store: SqlStore) -> None:
+    a = make_event("DeliveryCreated", at="2026-11-25T10:00:00Z", event_id="a")
+    b = make_event("DeliveryRiderAssigned", at="2026-11-25T10:05:00Z", event_id="b")
+    first = [a, b"not json", b, b, a]
+    result = store.apply_batch(1, _messages(first), {TP: store.claim(1, TP)})
+    assert (result.applied, result.duplicates, result.dead_letters) == (2, 2, 1)
+    assert _counts(store) == (5, 2, 2, 1)
+    # In place: the partition is read again from 0 (as `rebuild --in-place` sets it).
+    store.set_offsets(1, {TP: 0})
+    claim = store.claim(1, TP)
+    assert (claim.next_offset, claim.counted_to) == (0, 5)
+    c = make_event("DeliveryPickedUp", at="2026-11-25T10:09:00Z", event_id="c")
+    store.apply_batch(1, _messages(first[:3]), {TP: claim})  # all read before
+    assert _counts(store) == (5, 2, 2, 1)
+    store.apply_batch(1, _messages([*first[3:], c, c, b"[]"], start=3),
+                      {TP: Claim(claim.epoch, 3, claim.counted_to)})  # 3, 4 again; 5.. new
+    assert _counts(store) == (8, 3, 3, 2)
+    assert store.claim(1, TP).counted_to == 8
+
+
+def test_a_replayed_dead_letter_whose_event_was_applied_counts_as_a_duplicate(
+    store: SqlStore,
+) -> None:
+    a = make_event("DeliveryCreated", at="2026-11-25T10:00:00Z", event_id="a")
+    store.apply_batch(1, _messages([a, b"not json"]), {TP: store.claim(1, TP)})
+    assert _counts(store) == (2, 1, 0, 1)
+    with store.engine.connect() as conn:
+        dead = conn.execute(select(dead_letters)).one()
+    message = SourceMessage(TP.topic, TP.partition, dead.offset, b"D-1", encode(a))
+    result = store.apply_replayed(1, message, parse_message(encode(a)), dead.id)
+    assert (result.applied, result.duplicates) == (0, 1)
+    assert _counts(store) == (2, 1, 1, 0)
+
+
+def test_an_upgraded_read_model_counts_what_it_held_as_read(db_url: str) -> None:
+    """Before revision 0002 nothing was counted: the events and pending dead letters held
+    then are taken as the messages read (duplicates before the upgrade are not known)."""
+    from datetime import UTC, datetime
+
+    from alembic import command
+
+    from schema.db import _alembic_config, migrate
+    from schema.status import counts
+
+    engine = make_engine(db_url)
+    now = datetime.now(UTC)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0001")
+        with engine.begin() as conn:
+            conn.execute(projection_offsets.insert(), [
+                {"generation": 1, "topic": TP.topic, "partition": p, "next_offset": 10,
+                 "owner_epoch": 1, "updated_at": now} for p in (0, 1)])
+            conn.execute(delivery_events.insert(), [
+                {"generation": 1, "event_id": f"e{i}", "delivery_id": "D-1",
+                 "event_type": "X", "known": 0, "occurred_at": now, "data": {},
+                 "topic": TP.topic, "partition": i % 2, "offset": i, "applied_at": now}
+                for i in range(5)])
+            conn.execute(dead_letters.insert(), [
+                {"generation": 1, "topic": TP.topic, "partition": 0, "offset": 10 + i,
+                 "headers": [], "error_code": "INVALID_JSON", "reason": "bad",
+                 "status": status, "created_at": now}
+                for i, status in enumerate(["pending", "pending", "replayed"])])
+        migrate(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(select(projection_offsets).order_by(
+                projection_offsets.c.partition)).all()
+            c = counts(conn, 1)
+        assert [(r.messages_read, r.duplicates, r.counted_to) for r in rows] == [
+            (3 + 2, 0, 10), (2, 0, 10)]
+        assert (c.messages_read, c.events_applied, c.duplicates, c.dead_letters) == (7, 5, 0, 2)
+    finally:
+        engine.dispose()

@@ -120,3 +120,19 @@ def test_set_offsets_moves_a_generation_and_fences_every_claim(store: ReadModelS
 def test_a_batch_for_a_generation_that_is_not_active_is_refused(store: ReadModelStore) -> None:
     with pytest.raises(GenerationChanged):
         store.apply_batch(7, batch(P0, 0, 1), {P0: Claim(1, 0)})
+
+
+def test_a_claim_tells_up_to_where_messages_were_counted_and_a_reset_keeps_it(
+    store: ReadModelStore,
+) -> None:
+    """`counted_to`: messages below it were counted when first read; an in-place replay
+    (set_offsets back) reads them again without counting them twice."""
+    claim = store.claim(1, P0)
+    assert claim.counted_to == 0
+    store.apply_batch(1, batch(P0, 0, 3), {P0: claim})
+    assert store.claim(1, P0).counted_to == 3
+    store.set_offsets(1, {P0: 1})
+    again = store.claim(1, P0)
+    assert (again.next_offset, again.counted_to) == (1, 3)
+    store.apply_batch(1, batch(P0, 1, 4), {P0: again})
+    assert store.claim(1, P0).counted_to == 5

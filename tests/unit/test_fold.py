@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schema.events import Event, EventType, make_event
-from schema.fold import HANDLERS, TERMINAL, DeliveryRow, State, apply, distinct, fold, steps
+from schema.fold import HANDLERS, DeliveryRow, State, apply, distinct, fold, steps
+from schema.states import TERMINAL
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.unit
