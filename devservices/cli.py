@@ -181,11 +181,10 @@ def status_lines(settings: Settings, state: State) -> tuple[list[str], bool]:
     else:
         pg = "down"
     lines = [f"kafka:    {kafka}", f"postgres: {pg}"]
+    # Kafka Connect runs on demand (`up --connect`): a line only while it runs
     if connect.process_alive(settings, state):
         answering = "up   " if connect.is_up(settings, state) else "starting/not answering"
         lines.append(f"connect:  {answering} {connect.url(state)} (pid {state.connect_pid})")
-    else:
-        lines.append("connect:  down (on demand: scripts/services up --connect)")
     return lines, kafka_up and pg_up
 
 

@@ -47,6 +47,9 @@ def settings_conf(port: int, socket_dir: Path) -> str:
         "wal_level = logical\n"
         "max_wal_senders = 10\n"
         "max_replication_slots = 10\n"
+        "# a slot left behind (Kafka Connect stopped, a test killed) keeps at most this\n"
+        "# much log for it, then is invalidated: the throwaway cluster's disk stays bounded\n"
+        "max_slot_wal_keep_size = 2GB\n"
     )
 
 

@@ -130,6 +130,9 @@ def test_postgresql_runs_without_durability_on_loopback() -> None:
                  "synchronous_commit = off", "full_page_writes = off", "max_connections = 200",
                  "unix_socket_directories = '/tmp/it''s'"):
         assert line in conf.splitlines()
+    # Debezium's relay: the logical log, and a bound on what a forgotten slot keeps
+    for line in ("wal_level = logical", "max_slot_wal_keep_size = 2GB"):
+        assert line in conf.splitlines()
 
 
 def test_the_broker_properties_are_the_one_definition_plus_its_layout(tmp_path: Path) -> None:
@@ -191,10 +194,7 @@ def test_the_command_line_on_an_empty_directory(
     capsys.readouterr()
     assert main(["down"]) == 0 and "nothing to stop" in capsys.readouterr().err
     assert main(["status"]) == 1
-    assert capsys.readouterr().out == (
-        "kafka:    down\npostgres: down\n"
-        "connect:  down (on demand: scripts/services up --connect)\n"
-    )
+    assert capsys.readouterr().out == "kafka:    down\npostgres: down\n"
     assert main(["up", "--kafka"]) == 1 and "unknown option --kafka" in capsys.readouterr().err
     assert main(["stop-connect", "x"]) == 1 and "unexpected argument" in capsys.readouterr().err
     assert main(["env"]) == 1 and "never started" in capsys.readouterr().err
