@@ -147,6 +147,10 @@ class ReadDatabase:
 def build_engine(settings: Settings) -> Engine:
     """A read-only engine whose pool holds a connection for every admitted operation.
 
+    Read-only by the connection, not only by what the API sends: PostgreSQL
+    connections start with ``default_transaction_read_only``, SQLite ones with
+    ``PRAGMA query_only``, so a write through this engine fails whatever the role.
+
     No pre-ping: it would cost a round trip per operation; a connection found dead
     is retried once instead (``query_api.session``).
     """
@@ -159,14 +163,28 @@ def build_engine(settings: Settings) -> Engine:
     }
     url = make_url(settings.database_url)
     timeout_ms = int(settings.statement_timeout_seconds * 1000)
-    if url.get_backend_name() == "postgresql" and timeout_ms > 0:
+    if url.get_backend_name() == "postgresql":
         options = url.query.get("options", "")
         if isinstance(options, tuple):
             options = " ".join(options)
-        kwargs["connect_args"] = {
-            "options": f"{options} -c statement_timeout={timeout_ms}".strip()
-        }
-    return make_engine(settings.database_url, writer=False, **kwargs)
+        # Every transaction read-only, the one-statement autocommit path included,
+        # whatever the role may do (the README's SELECT-only role is the other guard).
+        options += " -c default_transaction_read_only=on"
+        if timeout_ms > 0:
+            options += f" -c statement_timeout={timeout_ms}"
+        kwargs["connect_args"] = {"options": options.strip()}
+    engine = make_engine(settings.database_url, writer=False, **kwargs)
+    if engine.dialect.name == "sqlite":
+        _query_only(engine)
+    return engine
+
+
+def _query_only(engine: Engine) -> None:
+    """SQLite's read-only guard: statements on the API's connections cannot write."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, record: Any) -> None:
+        dbapi_conn.execute("PRAGMA query_only=ON")
 
 
 def _install_interrupts(engine: Engine) -> None:
