@@ -59,3 +59,29 @@ def test_numbers_and_flags() -> None:
         ProjectorSettings.from_env({"PROJECTOR_BATCH_SIZE": "many"})
     with pytest.raises(ApiConfigError, match="QUERY_API_PORT='eighty' is not an integer"):
         ApiSettings.from_env({"QUERY_API_PORT": "eighty"})
+
+
+def test_the_projectors_group_membership_settings_and_their_defaults() -> None:
+    assert ProjectorSettings.from_env({}).kafka_session_timeout_ms == 6000
+    assert ProjectorSettings.from_env({}).kafka_heartbeat_interval_ms == 1000
+    assert ProjectorSettings.from_env({}).kafka_group_instance_id == ""
+    settings = ProjectorSettings.from_env({"KAFKA_SESSION_TIMEOUT_MS": "10000",
+                                           "KAFKA_HEARTBEAT_INTERVAL_MS": "2000",
+                                           "KAFKA_GROUP_INSTANCE_ID": "projector-a.1_x"})
+    assert (settings.kafka_session_timeout_ms, settings.kafka_heartbeat_interval_ms,
+            settings.kafka_group_instance_id) == (10000, 2000, "projector-a.1_x")
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"KAFKA_SESSION_TIMEOUT_MS": "0"}, "KAFKA_SESSION_TIMEOUT_MS"),
+    ({"KAFKA_HEARTBEAT_INTERVAL_MS": "6000"}, "KAFKA_HEARTBEAT_INTERVAL_MS"),
+    ({"KAFKA_HEARTBEAT_INTERVAL_MS": "x"}, "KAFKA_HEARTBEAT_INTERVAL_MS"),
+    ({"KAFKA_GROUP_INSTANCE_ID": "has space"}, "KAFKA_GROUP_INSTANCE_ID"),
+    ({"KAFKA_GROUP_INSTANCE_ID": ".."}, "KAFKA_GROUP_INSTANCE_ID"),
+    ({"KAFKA_GROUP_INSTANCE_ID": "x" * 250}, "KAFKA_GROUP_INSTANCE_ID"),
+])
+def test_a_bad_group_membership_setting_is_a_configuration_error(
+    env: dict[str, str], named: str,
+) -> None:
+    with pytest.raises(ProjectorConfigError, match=named):
+        ProjectorSettings.from_env(env)
