@@ -78,12 +78,13 @@ class Publisher(threading.Thread):
 
 
 class ReadyzProbe(threading.Thread):
-    """Asks ``/readyz`` every READYZ_EVERY_SECONDS; keeps (monotonic time, status)."""
+    """Asks ``/readyz`` every READYZ_EVERY_SECONDS; keeps (asked, answered, status), the
+    times monotonic."""
 
     def __init__(self, base: str) -> None:
         super().__init__(daemon=True)
         self.base = base
-        self.answers: list[tuple[float, int | str]] = []
+        self.answers: list[tuple[float, float, int | str]] = []
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -94,11 +95,13 @@ class ReadyzProbe(threading.Thread):
                     status: int | str = client.get("/readyz").status_code
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__
-                self.answers.append((asked, status))
+                self.answers.append((asked, time.monotonic(), status))
                 self.stopping.wait(READYZ_EVERY_SECONDS)
 
     def between(self, start: float, end: float) -> list[int | str]:
-        return [status for asked, status in self.answers if start <= asked < end]
+        """What the requests asked at or after ``start`` and answered before ``end`` got."""
+        return [status for asked, answered, status in self.answers
+                if start <= asked and answered < end]
 
 
 def _next_offsets(db_url: str) -> int:
@@ -151,7 +154,8 @@ def test_a_database_outage_mid_stream_loses_nothing_and_readyz_reports_it(
                 f"the projector died during the outage:\n{log_path.read_text()[-3000:]}")
 
             ready_again: float = wait_until(
-                lambda: next((t for t, s in probe.answers if t >= restored and s == 200), 0.0),
+                lambda: next((t for t, _, s in probe.answers if t >= restored and s == 200),
+                             0.0),
                 timeout=60, message="/readyz to answer 200 after the outage")
             publisher.join(timeout=publish_seconds + 120)
             assert not publisher.is_alive(), "publishing did not finish"
@@ -184,13 +188,13 @@ def test_a_database_outage_mid_stream_loses_nothing_and_readyz_reports_it(
 
     before = probe.between(started, cut)
     during = probe.between(cut + 1.0, restored)
-    after = probe.between(ready_again, time.monotonic())
+    after = probe.between(ready_again, float("inf"))
     assert before and set(before) == {200}, f"/readyz before the outage: {sorted(set(before))}"
     assert during and set(during) == {503}, f"/readyz during the outage: {sorted(set(during))}"
     assert set(after) == {200}, f"/readyz after it recovered: {sorted(set(after))}"
-    everything = {s for _, s in probe.answers}
+    everything = {s for _, _, s in probe.answers}
     assert everything <= {200, 503}, f"/readyz answered {sorted(map(str, everything))}"
-    first_503 = next(t for t, s in probe.answers if t >= cut and s == 503)
+    first_503 = next(t for t, _, s in probe.answers if t >= cut and s == 503)
 
     verified = assert_read_model_equals_fold(pg_url, records)
     assert status.get("data") == {"projectionStatus": {
