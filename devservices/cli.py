@@ -147,7 +147,8 @@ def cmd_stop_connect(settings: Settings, args: list[str]) -> int:
         state = load_state(settings.state_file)
         connect.stop(settings, state)
         save_state(settings.state_file, state)
-    say("Kafka Connect stopped")
+    say("Kafka Connect stopped; its replication slots keep PostgreSQL's log for the relay "
+        "until it is back (at most max_slot_wal_keep_size)")
     return 0
 
 
