@@ -331,3 +331,39 @@ def test_a_new_member_owns_every_partition_even_when_its_polls_time_out_at_once(
                    timeout=30, interval=0.0, message="every partition assigned")
     finally:
         source.close()
+
+
+def test_a_second_projector_with_the_same_instance_id_makes_the_first_one_stop(
+    pg_url: str, kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Any
+) -> None:
+    """Two live static members with one KAFKA_GROUP_INSTANCE_ID: the broker fences the
+    older one (FENCED_INSTANCE_ID on its next offset commit) and it exits with one line
+    saying so, instead of taking the partitions back from the other forever."""
+    topic = topic_factory(3)
+    messages = _stream(400, seed=41)
+    env = _env(pg_url, kafka_bootstrap, topic, KAFKA_GROUP_INSTANCE_ID="same-id",
+               PROJECTOR_BATCH_SIZE="20")
+    run_projector(["migrate"], env)
+    first_log = open(tmp_path / "first.log", "wb")  # noqa: SIM115 - closed below
+    first = subprocess.Popen([sys.executable, "-m", "projector.cli", "run"], env=env, cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=first_log)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        wait_until(lambda: len(_owners(pg_url)) == 1 or first.poll() is not None, timeout=120,
+                   message="the first projector owning the partitions")
+        second = _start(env)
+        produce(_settings(kafka_bootstrap, topic), messages)
+        first.wait(timeout=120)
+        wait_until(lambda: sum(stored_offsets(pg_url).values()) >= len(messages)
+                   or second.poll() is not None, timeout=120, message="the second catching up")
+        assert second.poll() is None, second.stderr.read().decode() if second.stderr else ""
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+        first_log.close()
+    log = (tmp_path / "first.log").read_text()
+    assert first.returncode not in (0, None), log[-2000:]
+    assert "KAFKA_GROUP_INSTANCE_ID='same-id' is in use by another member" in log, log[-2000:]
+    assert table_rows(pg_url) == expected_rows(v for _, v in messages)
