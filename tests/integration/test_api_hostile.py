@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from websockets.sync.client import ClientConnection, connect
 
+from query_api.database import build_engine
 from query_api.extensions import MASKED_MESSAGE
 from tests.api_support import (
     BACKENDS,
@@ -34,6 +35,7 @@ from tests.api_support import (
     error_messages,
     gql,
     live_server,
+    project,
     read_model,  # noqa: F401 - fixture
     settings_for,
 )
@@ -312,3 +314,21 @@ def test_unpaired_surrogates_anywhere_in_a_request_are_a_400(
         assert ok.status_code == 200 and ok.json() == {"data": {"delivery": None}}
     loud = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert loud == [], [(r.name, r.getMessage()[:300]) for r in loud]
+
+
+def test_the_apis_connections_cannot_write_whatever_the_role(db_url: str) -> None:
+    """The database URL here is the tables' owner: only the engine's guard stands (its own
+    database: were the guard gone, the writes would land)."""
+    project(db_url, STREAMS / "api_happy.jsonl")
+    engine = build_engine(settings_for(db_url))
+    refusal = "read-only transaction" if db_url.startswith("postgresql") else "readonly database"
+    try:
+        for options in ({}, {"isolation_level": "AUTOCOMMIT"}):
+            for statement in ("DELETE FROM deliveries", "CREATE TABLE probe (x int)"):
+                with engine.connect() as conn, pytest.raises(Exception, match=refusal):
+                    conn.execution_options(**options).execute(text(statement))
+                    conn.commit()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM deliveries")).scalar_one() == 7
+    finally:
+        engine.dispose()
