@@ -22,7 +22,9 @@ def token_ok(presented: str | None, tokens: Iterable[str]) -> bool:
     if value[:7].lower() != "bearer ":
         return False  # the scheme is part of the contract: "Authorization: Bearer <token>"
     value = value[7:].strip()
-    candidate = value.encode("utf-8", "surrogateescape")
+    # surrogatepass: a WebSocket's connection_init is JSON, which can carry an unpaired
+    # surrogate; it must compare unequal, not raise.
+    candidate = value.encode("utf-8", "surrogatepass")
     ok = False
     for token in tokens:
         ok |= hmac.compare_digest(candidate, token.encode("utf-8"))

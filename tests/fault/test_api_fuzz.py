@@ -653,7 +653,7 @@ def websocket_attacks(base: str, tally: Tally) -> int:
             ), messages
             tally.record_errors({"errors": messages[0]["payload"]}
                                 if messages[0]["type"] == "error" else messages[0]["payload"])
-    for init in ({}, {"Authorization": "Bearer wrong"}):
+    for init in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer \ud800"}):
         with connect(f"ws://{base}/graphql", subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
                      open_timeout=10) as ws:
             ws.send(json.dumps({"type": "connection_init", "payload": init}))

@@ -172,7 +172,8 @@ def test_operations_over_a_websocket_keep_the_token_and_the_limits(
             ws.recv(timeout=10)
         assert "4401" in str(closed.value)
     # A wrong token in connection_init, or none: 4403, nothing runs.
-    for init in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+    for init in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
+                 {"Authorization": "Bearer \ud800"}, {"Authorization": 5}):
         with open_socket(server) as ws:
             ws.send(json.dumps({"type": "connection_init", "payload": init}))
             with pytest.raises(Exception) as closed:
