@@ -6,7 +6,8 @@ of every object type's fields, with aliases, inline and named fragments, argumen
 the right type and of wrong ones (literals or variables, declared with the right or a
 wrong type), cursors real and forged, dates at and past the edges, unknown fields,
 missing sub-selections; beside them nesting thousands deep, alias and token floods,
-bodies that are not JSON. Each request is checked:
+bodies that are not JSON. About one generated query in seven goes over one long-lived
+graphql-transport-ws socket instead of HTTP. Each request is checked:
 
 - no 5xx, and a status the API documents (200, 400, 401, 413);
 - bounded: it answers within ``REQUEST_TIMEOUT`` seconds;
@@ -456,6 +457,7 @@ WS_ATTACKS: list[dict[str, Any]] = [
 class Tally:
     examples: int = 0
     unauthorised: int = 0
+    websocket: int = 0
     by_kind: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
@@ -471,7 +473,8 @@ class Tally:
         p99 = lat[int(len(lat) * 0.99) - 1] if lat else 0.0
         lines = [
             f"API fuzz: {self.examples} requests ({dict(self.by_kind)}), "
-            f"{self.unauthorised} without a valid token",
+            f"{self.unauthorised} of them without a valid token, {self.websocket} over one "
+            "graphql-transport-ws socket",
             f"outcomes: {dict(self.outcomes.most_common())}",
             f"latency: max {max(lat, default=0):.3f} s, p99 {p99:.3f} s, "
             f"median {lat[len(lat) // 2] if lat else 0:.3f} s",
@@ -574,9 +577,37 @@ def test_api_fuzz(reader_url: str, pg_url: str, full_size: bool) -> None:
                 "utf-8", "replace") or request.method)
             return response.status_code, body
 
+        socket = connect(f"ws://{base}/graphql", subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+                         open_timeout=10, max_size=None)
+        socket.send(json.dumps({"type": "connection_init", "payload": {
+            "Authorization": f"Bearer {TOKEN}"}}))
+        assert json.loads(socket.recv(timeout=10)) == {"type": "connection_ack"}
+
+        def over_websocket(request: Request) -> None:
+            """The same operation on one long-lived socket: a ``next`` or an ``error``."""
+            payload = json.loads(request.body)
+            op = str(tally.websocket)
+            t0 = time.perf_counter()
+            socket.send(json.dumps({"id": op, "type": "subscribe", "payload": payload}))
+            messages = [json.loads(socket.recv(timeout=REQUEST_TIMEOUT))]
+            while messages[-1]["type"] not in ("error", "complete"):
+                messages.append(json.loads(socket.recv(timeout=REQUEST_TIMEOUT)))
+            tally.latencies.append(time.perf_counter() - t0)
+            text_ = json.dumps(messages)
+            for leak in LEAKS:
+                assert leak not in text_, (payload, text_[:800])
+            assert all(m["id"] == op for m in messages), messages
+            assert messages[0]["type"] in ("next", "error"), messages
+            tally.websocket += 1
+            tally.outcomes["ws-" + messages[0]["type"]] += 1
+
         def run(request: Request) -> None:
             tally.examples += 1
             tally.by_kind[request.kind] += 1
+            if (request.kind.startswith("generated") and chooser.random() < 0.15
+                    and not json.loads(request.body)["query"].startswith("subscription")):
+                over_websocket(request)
+                return
             if chooser.random() < 0.1:  # without a valid token: nothing but a 401
                 tally.unauthorised += 1
                 status, body = send(request, chooser.choice(bad_auth))
@@ -600,6 +631,7 @@ def test_api_fuzz(reader_url: str, pg_url: str, full_size: bool) -> None:
             run(request)
 
         fuzz()
+        socket.close()
         ws_checked = websocket_attacks(base, tally)
 
         # Still serving, and serving the same data.
