@@ -119,14 +119,14 @@ def connector_config(
 def connect_env(state: State, environ: Mapping[str, str]) -> dict[str, str]:
     """What the worker's environment gives the placeholders: the services' PostgreSQL
     (``delivery`` database, read through the superuser, which may replicate) and
-    ``KAFKA_TOPIC`` (default delivery-events)."""
+    the topic ``KAFKA_TOPIC`` names (default delivery-events)."""
     return {
         "OUTBOX_DATABASE_HOSTNAME": "127.0.0.1",
         "OUTBOX_DATABASE_PORT": str(state.pg_port),
         "OUTBOX_DATABASE_USER": postgres.SUPERUSER,
         "OUTBOX_DATABASE_PASSWORD": "",
         "OUTBOX_DATABASE_DBNAME": postgres.APP_DB,
-        "KAFKA_TOPIC": environ.get("KAFKA_TOPIC") or DEFAULT_TOPIC,
+        "OUTBOX_TOPIC": environ.get("KAFKA_TOPIC") or DEFAULT_TOPIC,
     }
 
 

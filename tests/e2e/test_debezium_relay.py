@@ -127,7 +127,7 @@ class Relay:
             "OUTBOX_DATABASE_USER": admin.username or "postgres",
             "OUTBOX_DATABASE_PASSWORD": admin.password or "",
             "OUTBOX_DATABASE_DBNAME": core.database or "",
-            "KAFKA_TOPIC": self.topic,
+            "OUTBOX_TOPIC": self.topic,
         }
         overrides = {"slot.name": self.slot, "publication.name": self.name,
                      "topic.prefix": self.name}

@@ -136,7 +136,7 @@ def test_the_compose_worker_gives_every_placeholder_of_the_connector_file() -> N
     needed = set(placeholders(load_connector_file(_connector_file())).values())
     assert needed <= set(env), needed - set(env)
     assert env["OUTBOX_DATABASE_HOSTNAME"] == "postgres"
-    assert env["KAFKA_TOPIC"] == "${KAFKA_TOPIC:-delivery-events}"
+    assert env["OUTBOX_TOPIC"] == "${KAFKA_TOPIC:-delivery-events}"
 
 
 def test_the_compose_worker_matches_the_services_worker() -> None:

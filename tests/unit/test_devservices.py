@@ -237,19 +237,19 @@ def test_the_connector_file_is_the_outbox_router_with_its_values_from_the_enviro
         "database.user": "OUTBOX_DATABASE_USER",
         "database.password": "OUTBOX_DATABASE_PASSWORD",
         "database.dbname": "OUTBOX_DATABASE_DBNAME",
-        "transforms.outbox.route.topic.replacement": "KAFKA_TOPIC",
+        "transforms.outbox.route.topic.replacement": "OUTBOX_TOPIC",
     }
     # what the services' worker gives them
     env = connect.connect_env(State(pg_port=5999), {"KAFKA_TOPIC": "t1"})
     assert set(connect.placeholders(config).values()) <= set(env)
-    assert env["OUTBOX_DATABASE_PORT"] == "5999" and env["KAFKA_TOPIC"] == "t1"
-    assert connect.connect_env(State(pg_port=1), {})["KAFKA_TOPIC"] == "delivery-events"
+    assert env["OUTBOX_DATABASE_PORT"] == "5999" and env["OUTBOX_TOPIC"] == "t1"
+    assert connect.connect_env(State(pg_port=1), {})["OUTBOX_TOPIC"] == "delivery-events"
 
 
 def test_a_test_resolves_placeholders_and_overrides_keys() -> None:
     settings = Settings.from_env({})
     config = connect.connector_config(
-        settings.connector_config, {"KAFKA_TOPIC": "mine", "OUTBOX_DATABASE_PORT": "1"},
+        settings.connector_config, {"OUTBOX_TOPIC": "mine", "OUTBOX_DATABASE_PORT": "1"},
         {"slot.name": "s1"})
     assert config["transforms.outbox.route.topic.replacement"] == "mine"
     assert config["database.port"] == "1"
