@@ -2,7 +2,8 @@
 
 Routes: ``/graphql`` (HTTP and graphql-transport-ws), ``/healthz`` (the process
 is up), ``/readyz`` (the read model is reachable and migrated), ``/metrics``
-(Prometheus). The lifespan owns the engine, the end-offset probe and the change
+(Prometheus), and the back-office page at ``/`` when ``settings.serves_ui``
+(``query_api.ui``). The lifespan owns the engine, the end-offset probe and the change
 feed; nothing connects before it starts.
 """
 
@@ -31,6 +32,8 @@ from query_api.offsets import EndOffsets
 from query_api.schema import build_schema
 from query_api.session import ReadSession, connection_check
 from query_api.settings import Settings
+from query_api.ui import PATHS as UI_PATHS
+from query_api.ui import routes as ui_routes
 from query_api.view import GraphQLApp
 from schema.db import SchemaError
 
@@ -116,9 +119,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
     ]
+    open_paths: tuple[str, ...] = OPEN_PATHS
+    if settings.serves_ui:  # the back-office page at `/`: files only, its data needs a token
+        routes += ui_routes()
+        open_paths += UI_PATHS
     middleware = [
         Middleware(CountRequests, count=_counter(metrics), paths=PATHS),
-        Middleware(BearerAuth, tokens=settings.tokens, open_paths=OPEN_PATHS),
+        Middleware(BearerAuth, tokens=settings.tokens, open_paths=open_paths),
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

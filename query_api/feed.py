@@ -9,6 +9,10 @@ current row with the one it last saw and pushes only real changes; on
 PostgreSQL a slow poll also runs as a safety net for notifications lost while
 the LISTEN connection was re-established.
 
+``changes(filter)`` serves ``deliveriesUpdated``: every delivery that changes and
+matches the filter, found from the notifications' ids on PostgreSQL and from the
+history's ``applied_at`` on SQLite.
+
 The feed yields rows, each with the read session it was read in (open until the
 consumer asks for the next one); the GraphQL layer turns them into types.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -33,6 +38,21 @@ log = logging.getLogger(__name__)
 CHANNEL = NOTIFY_CHANNEL
 #: On PostgreSQL, how often a subscriber re-reads its row even without a notification.
 SAFETY_POLL_SECONDS = 10.0
+#: A filtered subscription looks this far behind the newest change it saw.
+CHANGE_MARGIN = timedelta(seconds=2)
+#: Most rows one look of a filtered subscription pushes (the newest first).
+MAX_PUSH = 500
+#: Fingerprints a filtered subscription keeps, to push each change once.
+MAX_REMEMBERED = 10_000
+
+
+class _Watcher:
+    """A filtered subscriber: woken with the ids a notification named, or everything."""
+
+    def __init__(self) -> None:
+        self.signal = asyncio.Event()
+        self.ids: set[str] = set()
+        self.everything = False
 
 
 class ChangeFeed:
@@ -44,12 +64,13 @@ class ChangeFeed:
         self._new_session = new_session
         self._pg = engine.dialect.name == "postgresql"
         self._subscribers: dict[str, set[asyncio.Event]] = {}
+        self._watchers: set[_Watcher] = set()
         self._listener: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subscribers.values())
+        return sum(len(s) for s in self._subscribers.values()) + len(self._watchers)
 
     @property
     def listening(self) -> bool:
@@ -110,6 +131,71 @@ class ChangeFeed:
         finally:
             await session.aclose()
 
+    async def changes(
+        self, spec: reads.DeliveryFilterSpec
+    ) -> AsyncIterator[tuple[RowMapping, ReadSession]]:
+        """Each delivery that changes after the moment of subscribing and then matches
+        ``spec``, with its session (``deliveriesUpdated``).
+
+        On PostgreSQL the notifications name the changed ids; on SQLite (or while
+        LISTEN is down) the subscriber asks which deliveries had an event applied
+        since its last look, ``CHANGE_MARGIN_SECONDS`` back so that a batch committed
+        out of order is not missed; the fingerprint of each row pushed keeps a second
+        look from pushing it twice.
+        """
+        watcher = _Watcher()
+        self._watchers.add(watcher)
+        try:
+            interval = self._settings.poll_interval_seconds
+            if self._pg:
+                self._ensure_listener()
+                try:
+                    await asyncio.wait_for(self._ready.wait(), timeout=5)
+                except TimeoutError:
+                    log.warning("LISTEN %s is not up; subscriptions poll meanwhile", CHANNEL)
+            pushed: dict[str, dict[str, Any]] = {}
+            since = await self._once(reads.newest_applied)
+            if since is not None:  # rows changed just before subscribing are not news
+                ids, _ = await self._once(reads.changed_since, since - CHANGE_MARGIN)
+                for row in await self._once(reads.matching_deliveries, spec, ids, MAX_PUSH):
+                    pushed[row["delivery_id"]] = _fingerprint(row) or {}
+            while True:
+                listening = self._pg and self._ready.is_set()
+                wait = SAFETY_POLL_SECONDS if listening else interval
+                try:
+                    await asyncio.wait_for(watcher.signal.wait(), timeout=wait)
+                except TimeoutError:
+                    pass
+                watcher.signal.clear()
+                named, watcher.ids, everything = watcher.ids, set(), watcher.everything
+                watcher.everything = False
+                session = self._new_session()
+                try:
+                    if listening and not everything:
+                        ids = sorted(named)
+                    else:
+                        start = None if since is None else since - CHANGE_MARGIN
+                        ids, since = await session.run(reads.changed_since, start)
+                    rows = await session.run(reads.matching_deliveries, spec, ids, MAX_PUSH)
+                    for row in reversed(rows):  # oldest first: the newest ends on top
+                        current = _fingerprint(row) or {}
+                        if pushed.get(row["delivery_id"]) != current:
+                            pushed[row["delivery_id"]] = current
+                            while len(pushed) > MAX_REMEMBERED:
+                                del pushed[next(iter(pushed))]
+                            yield row, session
+                finally:
+                    await session.aclose()
+        finally:
+            self._watchers.discard(watcher)
+
+    async def _once(self, fn: Callable[..., Any], *args: Any) -> Any:
+        session = self._new_session()
+        try:
+            return await session.run(fn, *args)
+        finally:
+            await session.aclose()
+
     # -- PostgreSQL LISTEN ------------------------------------------------------
     def _ensure_listener(self) -> None:
         if self._listener is None or self._listener.done():
@@ -122,6 +208,12 @@ class ChangeFeed:
             targets = [s for i in ids for s in self._subscribers.get(i, ())]
         for signal in targets:
             signal.set()
+        for watcher in self._watchers:
+            if ids is None:
+                watcher.everything = True
+            else:
+                watcher.ids.update(ids)
+            watcher.signal.set()
 
     def _dispatch(self, payload: str) -> None:
         parsed = parse_notification(payload)

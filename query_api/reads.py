@@ -324,6 +324,48 @@ def delivery_fingerprint(
     ).mappings().first()
 
 
+def changed_since(
+    conn: Connection, generation: Generation, since: datetime | None
+) -> tuple[list[str], datetime | None]:
+    """Ids of deliveries with an event applied at or after ``since``, and the newest
+    ``applied_at`` seen (``since`` when none): how a filtered subscription finds
+    changes where no notification channel exists (SQLite)."""
+    query = select(e.delivery_id, func.max(e.applied_at)).where(e.generation == generation)
+    if since is not None:
+        query = query.where(e.applied_at >= since)
+    rows = conn.execute(query.group_by(e.delivery_id)).all()
+    newest = max((r[1] for r in rows if r[1] is not None), default=since)
+    return [r[0] for r in rows], newest
+
+
+def matching_deliveries(
+    conn: Connection,
+    generation: Generation,
+    spec: DeliveryFilterSpec,
+    ids: Sequence[str],
+    limit: int,
+) -> list[RowMapping]:
+    """The rows among ``ids`` that match ``spec``, newest first, at most ``limit``."""
+    stored = _stored(ids)
+    if not stored:
+        return []
+    query = (
+        select(deliveries)
+        .where(*_conditions(generation, spec), d.delivery_id.in_(stored))
+        .order_by(d.last_event_at.desc(), d.delivery_id.asc())
+        .limit(limit)
+    )
+    return list(conn.execute(query).mappings())
+
+
+def newest_applied(conn: Connection, generation: Generation) -> datetime | None:
+    """When the newest event of the generation was applied (None when it is empty)."""
+    value: datetime | None = conn.execute(
+        select(func.max(e.applied_at)).where(e.generation == generation)
+    ).scalar_one()
+    return value
+
+
 def applied_histories(
     conn: Connection,
     generation: Generation,

@@ -159,6 +159,19 @@ class Subscription:
         async for row, session in info.context.services.feed.updates(str(id)):
             yield Delivery.from_row(row, session)
 
+    @strawberry.subscription(  # type: ignore[untyped-decorator]
+        description="Each delivery that changes after subscribing and then matches `filter` "
+        "(all of them without one), pushed after the commit that changed it."
+    )
+    async def deliveries_updated(
+        self,
+        info: CtxInfo,
+        filter: DeliveryFilter | None = strawberry.UNSET,  # noqa: A002 - as in `deliveries`
+    ) -> AsyncGenerator[Delivery, None]:
+        spec = filter.to_spec() if filter else DeliveryFilterSpec()
+        async for row, session in info.context.services.feed.changes(spec):
+            yield Delivery.from_row(row, session)
+
 
 def build_schema(
     settings: Settings | None = None,

@@ -32,6 +32,9 @@ class Settings:
     tokens: tuple[str, ...] = ()
     #: ``production`` turns introspection and GraphiQL off.
     environment: str = "development"
+    #: Serve the back-office page at ``/`` (QUERY_API_UI); None: on in development,
+    #: off in production.
+    ui: bool | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     allow_unauthenticated: bool = False
@@ -87,6 +90,7 @@ class Settings:
             business_timezone=common.business_timezone,
             tokens=parse_tokens(env.get("QUERY_API_TOKENS", "")),
             environment=(env.get("QUERY_API_ENV") or d.environment).strip().lower(),
+            ui=_bool(env, "QUERY_API_UI", False) if env.get("QUERY_API_UI", "").strip() else None,
             host=env.get("QUERY_API_HOST") or d.host,
             port=_int(env, "QUERY_API_PORT", d.port),
             allow_unauthenticated=_bool(
@@ -147,6 +151,11 @@ class Settings:
     @property
     def production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def serves_ui(self) -> bool:
+        """Whether ``/`` serves the back-office page: QUERY_API_UI, else development only."""
+        return (not self.production) if self.ui is None else self.ui
 
     @property
     def uses_kafka(self) -> bool:

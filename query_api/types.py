@@ -46,6 +46,12 @@ class DeliveryEvent:
     sequence: Long | None
     data: JSON
     source: EventSource
+    applied_at: datetime | None = strawberry.field(
+        default=None, description="when the projector applied it to the read model"
+    )
+    known: bool = strawberry.field(
+        default=True, description="false for an event type outside the catalogue"
+    )
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> DeliveryEvent:
@@ -58,6 +64,8 @@ class DeliveryEvent:
             source=EventSource(
                 topic=row["topic"], partition=int(row["partition"]), offset=Long(int(row["offset"]))
             ),
+            applied_at=row.get("applied_at"),
+            known=bool(row.get("known", 1)),
         )
 
 
