@@ -169,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
         "write a realistic synthetic stream",
         "Writes a seeded synthetic delivery stream to a JSON Lines file (--out) or to Kafka.",
     )
-    sim.add_argument("--deliveries", type=int, default=100, help="number of deliveries (100)")
+    sim.add_argument(
+        "--deliveries", type=int, help="number of deliveries (100; with --follow: 0)"
+    )
     sim.add_argument("--seed", type=int, default=1, help="random seed (1)")
     sim.add_argument("--out", help="JSON Lines file to write; without it, produce to Kafka")
     sim.add_argument(
@@ -193,6 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--late-ratio", type=float, default=0.03)
     sim.add_argument("--duplicate-ratio", type=float, default=0.03)
+    sim.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep appending new deliveries (times: the wall clock) until Ctrl-C or SIGTERM; "
+        "to a file it appends, after --deliveries N written first when N > 0",
+    )
+    sim.add_argument("--rate", type=float, default=5.0, help="--follow: events a second (5)")
+    sim.add_argument(
+        "--first-delivery",
+        type=int,
+        help="--follow: number of the first new delivery (D-N); default: after the "
+        "highest in the file, or from the clock for Kafka",
+    )
     return parser
 
 

@@ -239,8 +239,12 @@ def _dead_letters_replay(engine: Engine, settings: Settings, args: argparse.Name
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from projector.simulate import DEFAULT_START, SimulationConfig, encode, simulate
 
+    if args.deliveries is None:  # --follow writes no backlog unless asked to
+        args.deliveries = 0 if args.follow else 100
     if args.deliveries < 0:
         raise ConfigError("--deliveries must not be negative")
+    if args.follow:
+        return _simulate_follow(settings, args)
     start = DEFAULT_START
     if args.start:
         try:
@@ -279,6 +283,45 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         f"{settings.kafka_topic} at {settings.kafka_bootstrap_servers}"
     )
     return 0
+
+
+def _simulate_follow(settings: Settings, args: argparse.Namespace) -> int:
+    """``simulate --follow``: the live stream at ``--rate`` until SIGINT or SIGTERM."""
+    from projector.simulate import LiveConfig, follow_file, follow_kafka, next_delivery_number
+
+    if not args.rate > 0:
+        raise ConfigError("--rate must be more than 0 events a second")
+    if args.out and args.deliveries > 0 and next_delivery_number(args.out) == 1:
+        cmd_simulate(settings, argparse.Namespace(**{**vars(args), "follow": False}))
+    first = args.first_delivery
+    if first is None:
+        first = next_delivery_number(args.out) if args.out else int(time.time())
+    config = LiveConfig(rate=args.rate, seed=args.seed, first_delivery=first)
+    stop = _StopFlag()
+    install_stop_signals(stop.set)
+    where = args.out or f"{settings.kafka_topic} at {settings.kafka_bootstrap_servers}"
+    print(f"simulating from D-{first:06d} at {args.rate:g} events/s to {where} "
+          "(Ctrl-C stops)", flush=True)
+    if args.out:
+        try:
+            count = follow_file(args.out, config, stop.is_set)
+        except OSError as exc:
+            raise ProjectorError(f"cannot append to {args.out}: {exc.strerror}") from exc
+    else:
+        count = follow_kafka(settings, config, stop.is_set, args.partitions)
+    print(f"simulate: stopped after {count} events", flush=True)
+    return 0
+
+
+class _StopFlag:
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
 
 
 def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:

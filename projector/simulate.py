@@ -5,17 +5,25 @@ another rider), picked up and completed; some are cancelled along the way, some
 have their ETA changed, some are still under way at the end. The stream is
 ordered by occurrence time across deliveries, and a few events arrive late (moved
 later in the stream) or twice. The same seed always gives the same bytes.
+
+``live_events`` and ``pace`` make the never-ending variant (``--follow --rate N``):
+new deliveries keep starting, their events stamped with the wall clock.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
+import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from projector.settings import Settings
 
 DEFAULT_START = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 
@@ -129,9 +137,7 @@ def _iso(t: datetime) -> str:
 
 def with_aliases(stream: list[dict[str, Any]], ratio: float, seed: int) -> list[dict[str, Any]]:
     """Rename a few event types to their Korean aliases, as some producers send them."""
-    from schema.events import ALIASES
-
-    by_type = {kind.value: alias for alias, kind in ALIASES.items()}
+    by_type = _alias_of()
     rng = random.Random(seed * 7919)
     out = []
     for event in stream:
@@ -143,3 +149,176 @@ def with_aliases(stream: list[dict[str, Any]], ratio: float, seed: int) -> list[
 
 def encode(event: dict[str, Any]) -> bytes:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# -- live: a stream that never ends, for `projector simulate --follow --rate N` -------
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """A live stream: ``rate`` events a second over ``in_flight`` deliveries at a time.
+
+    The order of events, their ids and contents follow from ``seed`` and
+    ``first_delivery`` alone; only their occurrence times are the wall clock's, so
+    "time since the last event" means what it says on the back-office page.
+    """
+
+    rate: float = 5.0
+    seed: int = 1
+    first_delivery: int = 1
+    in_flight: int = 0  # 0: about six seconds of events per delivery step (rate * 6)
+    riders: int = 40
+    shops: int = 12
+    duplicate_ratio: float = 0.02
+    alias_ratio: float = 0.05
+
+
+def live_events(config: LiveConfig, now: Callable[[], datetime]) -> Iterator[dict[str, Any]]:
+    """Events of ever new deliveries, interleaved, each stamped with ``now()``.
+
+    ``in_flight`` lifecycles run at once; each step picks one and emits its next
+    event; a finished one makes room for the next delivery number. Infinite.
+    """
+    rng = random.Random(f"live:{config.seed}:{config.first_delivery}")
+    aliases = _alias_of()
+    width = config.in_flight or max(3, round(config.rate * 6))
+    base = SimulationConfig(seed=config.seed, span_hours=0.0)
+    next_number = config.first_delivery
+    running: list[Iterator[dict[str, Any]]] = []
+    while True:
+        while len(running) < width:
+            start = replace(base, start=now())
+            running.append(_lifecycle(rng, start, next_number, config.riders, config.shops))
+            next_number += 1
+        index = rng.randrange(len(running))
+        event = next(running[index], None)
+        if event is None:
+            running.pop(index)
+            continue
+        event["occurrenceDateTime"] = _iso(now())
+        if rng.random() < config.alias_ratio:
+            event["eventType"] = aliases[event["eventType"]]
+        yield event
+        if rng.random() < config.duplicate_ratio:
+            yield dict(event)  # redelivered: the projector must ignore it
+
+
+def pace(
+    events: Iterator[dict[str, Any]],
+    rate: float,
+    stopped: Callable[[], bool] = lambda: False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[list[dict[str, Any]]]:
+    """The events in batches, each batch due at a steady ``rate`` events a second.
+
+    A batch holds every event due by the time the previous one was written, so a
+    slow sink catches up instead of drifting; a fast one waits for the next due time.
+    Ends once ``stopped()`` (looked at least every 0.2 s, whatever the rate).
+    """
+    if not rate > 0:
+        raise ValueError("rate must be more than 0")
+    started = clock()
+    sent = 0
+    while not stopped():
+        due = int((clock() - started) * rate) + 1 - sent
+        if due <= 0:
+            sleep(min(0.2, max(0.0, started + sent / rate - clock())))
+            continue
+        batch = [next(events) for _ in range(min(due, max(1, int(rate))))]
+        sent += len(batch)
+        yield batch
+
+
+def highest_delivery_number(lines: Iterable[bytes]) -> int:
+    """The greatest ``N`` of the ``D-N`` delivery ids in a JSON Lines stream (0 if none)."""
+    highest = 0
+    for line in lines:
+        for match in _DELIVERY_NUMBER.finditer(line):
+            highest = max(highest, int(match.group(1)))
+    return highest
+
+
+_DELIVERY_NUMBER = re.compile(rb'"deliveryId":"D-(\d+)"')
+
+
+def _alias_of() -> dict[str, str]:
+    from schema.events import ALIASES
+
+    return {kind.value: alias for alias, kind in ALIASES.items()}
+
+
+# -- the sinks of the live stream ---------------------------------------------------
+
+
+def follow_file(
+    path: str, config: LiveConfig, stopped: Callable[[], bool]
+) -> int:
+    """Appends the live stream to ``path`` until ``stopped()``; the number of events.
+
+    Each batch is flushed as one write of whole lines, so a reader following the
+    file never sees half a line for long.
+    """
+    written = 0
+    with open(path, "ab") as fh:
+        for batch in pace(live_events(config, _utc_now), config.rate, stopped):
+            fh.write(b"".join(encode(e) + b"\n" for e in batch))
+            fh.flush()
+            written += len(batch)
+    return written
+
+
+def follow_kafka(
+    settings: Settings, config: LiveConfig, stopped: Callable[[], bool], partitions: int = 3
+) -> int:
+    """Produces the live stream to the topic (keyed by delivery id) until ``stopped()``.
+
+    Each batch is flushed before the next is due: at a steady rate the broker holds
+    what was sent within a batch interval, and a broker that stops answering ends
+    the command with one line instead of an unbounded buffer.
+    """
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    from projector.errors import SourceUnavailable
+    from projector.produce import ensure_topic
+
+    ensure_topic(settings, partitions)
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+            acks="all",
+            linger_ms=5,
+            max_in_flight_requests_per_connection=1,
+        )
+    except (KafkaError, OSError) as exc:
+        raise SourceUnavailable(
+            f"Kafka at {settings.kafka_bootstrap_servers} is unavailable: {exc}"
+        ) from exc
+    written = 0
+    try:
+        for batch in pace(live_events(config, _utc_now), config.rate, stopped):
+            for event in batch:
+                producer.send(
+                    settings.kafka_topic, key=event["deliveryId"].encode(), value=encode(event)
+                )
+            producer.flush(timeout=30)
+            written += len(batch)
+    except KafkaError as exc:
+        raise SourceUnavailable(f"producing to {settings.kafka_topic} failed: {exc}") from exc
+    finally:
+        producer.close(timeout=10)
+    return written
+
+
+def next_delivery_number(path: str) -> int:
+    """After the highest delivery number already in the file (1 when there is none)."""
+    try:
+        with open(path, "rb") as fh:
+            return highest_delivery_number(fh) + 1
+    except FileNotFoundError:
+        return 1
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
