@@ -52,3 +52,18 @@ def test_nothing_a_terminal_obeys_is_left(text: str) -> None:
     assert not set(printable_lines(text)) - {"\n"} & OBEYED
     assert not set(json_line(text)) & OBEYED
     assert json.loads(json_line(text)) == text
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_verify_summary_shows_a_crafted_delivery_id_escaped(as_json: bool) -> None:
+    from projector.commands import _summary_text
+    from projector.progress import Summary
+
+    summary = Summary("verify", "verify", "earliest", 3, 1, differences=1,
+                      first_differences=["delivery D-\x1b]0;pwned\x07\u202e: only in the live generation"])
+    shown = _summary_text(summary, as_json)
+    assert not set(shown) - {"\n"} & OBEYED
+    if as_json:
+        assert json.loads(shown)["first_differences"] == summary.first_differences
+    else:
+        assert "D-\\x1b]0;pwned\\x07\\u202e" in shown and "\n" in shown
