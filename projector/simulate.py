@@ -239,7 +239,7 @@ def highest_delivery_number(lines: Iterable[bytes]) -> int:
     return highest
 
 
-_DELIVERY_NUMBER = re.compile(rb'"deliveryId":"D-(\d+)"')
+_DELIVERY_NUMBER = re.compile(rb'"deliveryId"\s*:\s*"D-(\d+)"')
 
 
 def _alias_of() -> dict[str, str]:
