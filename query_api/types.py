@@ -13,7 +13,7 @@ from query_api.errors import UserInputError
 from query_api.reads import DeliveryFilterSpec, FoldBound
 from query_api.scalars import JSON, Long, json_value
 from query_api.session import ReadSession
-from query_api.timeline import DeliveryTimeline, too_long_message
+from query_api.timeline import DeliveryTimeline, too_long_message, untraced_message
 from schema.states import DeliveryState
 
 MAX_FIRST = 500
@@ -187,6 +187,8 @@ class Delivery:
                       "transitions later commits rewrote")  # type: ignore[untyped-decorator]
     async def transitions(self) -> list[StateTransition]:
         folded = await self._timeline()
+        if folded.untraced:
+            raise UserInputError(untraced_message(str(self.id)))
         return [
             StateTransition(
                 from_=t.source,

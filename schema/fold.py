@@ -325,12 +325,21 @@ class Timeline:
         return self.steps[-1].row if self.steps else None
 
 
-def timeline(commits: Iterable[Sequence[Event]]) -> Timeline:
+class RefoldLimit(ValueError):
+    """``timeline`` would fold more steps than it was allowed."""
+
+
+def timeline(commits: Iterable[Sequence[Event]], max_steps: int | None = None) -> Timeline:
     """Fold ``commits`` (groups of events, in the order they were applied) as the
     projector does: a commit whose events all sort after the fold so far extends it;
     one with an earlier event refolds from that event on. After each commit the path
     is compared with the one before: transitions that left it are rewritten by it.
+
+    Events arriving in order cost one step each; a commit that sorts first refolds
+    everything (n events arriving in reverse, one per commit, cost n(n+1)/2 steps).
+    Past ``max_steps`` steps in all, ``RefoldLimit`` is raised.
     """
+    budget = max_steps
     folded: list[Step] = []
     seen: set[str] = set()
     shown: dict[_TransitionKey, int] = {}  # the current path: key -> when it appeared
@@ -348,6 +357,10 @@ def timeline(commits: Iterable[Sequence[Event]]) -> Timeline:
             start -= 1
         old_tail = _path(folded[start:])
         rest = sorted([s.event for s in folded[start:]] + new, key=lambda e: e.sort_key)
+        if budget is not None:
+            budget -= len(rest)
+            if budget < 0:
+                raise RefoldLimit(f"tracing the path takes more than {max_steps} fold steps")
         folded[start:] = _steps(folded[start - 1].row if start else None, rest)
         new_tail = _path(folded[start:])
         for key, step in old_tail.items():

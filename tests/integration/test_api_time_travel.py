@@ -30,7 +30,7 @@ from sqlalchemy import select
 from syrupy.assertion import SnapshotAssertion
 
 from query_api.scalars import serialize_datetime
-from query_api.timeline import FOLD_LIMIT
+from query_api.timeline import FOLD_LIMIT, MAX_REFOLD_STEPS
 from schema.db import make_engine
 from schema.events import Event, EventParseError, parse_message
 from schema.fold import DeliveryRow, distinct, fold, steps
@@ -425,6 +425,22 @@ def test_folds_are_charged_to_the_budget_and_bounded(
             few = data_of(gql(client, '{ delivery(id: "D-BIG", asOf: "2026-11-25T10:00:09Z")'
                                       " { eventCount } }"))
             assert few == {"delivery": {"eventCount": 10}}
+        # 63 events arriving in reverse order, one commit each: 2,016 steps to trace
+        reverse = write_jsonl(tmp_path / "reverse.jsonl", [
+            {"eventId": f"rev-{i:03d}", "eventType": "DeliveryRiderAssigned",
+             "deliveryId": "D-REVERSED",
+             "occurrenceDateTime": f"2026-11-25T11:{i // 60:02d}:{i % 60:02d}Z",
+             "data": {"riderId": f"R-{i}"}} for i in reversed(range(63))])
+        project_one_by_one(big, reverse)
+        with client_for(settings_for(big, reverse)) as client:
+            result = gql(client, '{ row: delivery(id: "D-REVERSED") { riderId eventCount '
+                                 "lineage { field eventId } } "
+                                 'path: delivery(id: "D-REVERSED") { transitions { to } } }')
+            assert f"more than {MAX_REFOLD_STEPS} fold steps" in error_messages(result)[0]
+            assert result["data"]["path"] is None
+            served = result["data"]["row"]
+            assert (served["riderId"], served["eventCount"]) == ("R-62", 63)
+            assert {"field": "riderId", "eventId": "rev-062"} in served["lineage"]
     finally:
         if backend != "sqlite":
             drop()

@@ -21,6 +21,7 @@ from schema.events import Event
 from schema.fold import (
     ROW_FIELDS,
     DeliveryRow,
+    RefoldLimit,
     State,
     Timeline,
     fold,
@@ -33,6 +34,7 @@ from tests.unit.test_fold import (
     CANCELLED,
     COMPLETED,
     CREATED,
+    ETA,
     PICKED_UP,
     PROPERTY,
     UNASSIGNED,
@@ -191,3 +193,13 @@ def test_a_reassignment_and_an_unassignment_set_the_rider() -> None:
     assert found["rider_id"].event.event_id == "u" and folded[-1].row.rider_id is None
     assert found["state"].event.event_id == "z"
     check_lineage([s.event for s in folded])
+
+
+def test_tracing_costs_one_step_per_event_in_order_and_is_bounded() -> None:
+    """In order: n steps; in reverse, one commit each: n(n+1)/2, refused past the limit."""
+    events = [ev(ETA if i % 2 else ASSIGNED, i, riderId=f"R-{i}") for i in range(20)]
+    assert timeline([[e] for e in events], max_steps=20).row == fold(events)
+    reverse = [[e] for e in reversed(events)]
+    assert timeline(reverse, max_steps=210).row == fold(events)
+    with pytest.raises(RefoldLimit):
+        timeline(reverse, max_steps=209)
