@@ -451,3 +451,27 @@ def test_as_of_rejects_a_time_without_offset(read_model: Projected) -> None:
     with client_for(settings_for(url)) as client:
         result = gql(client, '{ delivery(id: "D-1001", asOf: "2026-11-25T10:00:00") { id } }')
     assert "has no offset" in json.dumps(error_messages(result))
+
+
+def test_the_static_cost_of_time_travel() -> None:
+    """Before any SQL: each fold costs a page of FOLD_LIMIT rows and one statement; an
+    asOf given as a variable counts whatever its value (the estimate is cached per
+    document and integer variables); a literal null is the current row."""
+    from graphql import parse
+
+    from query_api.cost import estimate
+    from query_api.schema import schema
+
+    def cost(query: str) -> tuple[int, int]:
+        found = estimate(schema._schema, parse(query))
+        return found.rows, found.reads
+
+    assert cost('{ delivery(id: "D") { id } }') == (0, 1)
+    assert cost('{ delivery(id: "D", asOf: null) { id } }') == (0, 1)
+    assert cost('{ delivery(id: "D", asOf: "2026-11-25T00:00:00Z") { id } }') == (FOLD_LIMIT, 1)
+    assert cost('query($t: DateTime) { delivery(id: "D", asOfApplied: $t) { id } }') == (
+        FOLD_LIMIT, 1)
+    assert cost('{ delivery(id: "D") { lineage { field } transitions { to } } }') == (
+        2 * FOLD_LIMIT, 3)
+    assert cost("{ deliveries(first: 50) { edges { node { lineage { field } } } } }") == (
+        50 + FOLD_LIMIT, 2)
