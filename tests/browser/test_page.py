@@ -177,7 +177,9 @@ def test_a_new_event_appears_on_the_open_page_within_two_seconds(
     assert new_id in page.evaluate(ROWS)[:2]  # on top (it ties with the other's time)
     assert row_seconds < 2.0 and event_seconds < 2.0
     page.wait_for(f"document.getElementById('total').textContent === "
-                  f"'{len(stack.expected())}'", message="the count to follow")
+                  f"'{len(stack.expected())}'", timeout=3, message="the count to follow")
+    page.wait_for(f"document.querySelector('#partitions td:nth-child(3)').textContent === "
+                  f"'{len(stack.lines)}'", timeout=3, message="the status panel to follow")
 
 
 def test_with_tokens_and_no_token_the_page_asks_for_one_and_shows_no_data(

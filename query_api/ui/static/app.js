@@ -475,6 +475,7 @@ const app = {
     this.refreshCountSoon();
   },
 
+  // At most one count (and status) read per half second, however many rows change.
   refreshCountSoon() {
     if (this.countTimer) return;
     this.countTimer = setTimeout(async () => {
@@ -483,6 +484,7 @@ const app = {
         const data = await api.query(LIST_COUNT_QUERY, { filter: this.filter });
         $("total").textContent = String(data.deliveries.totalCount);
       });
+      await this.loadStatus(); // the offsets and counts moved with the change
     }, 500);
   },
 
