@@ -243,6 +243,7 @@ const LIST_SUBSCRIPTION = `subscription Rows($filter: DeliveryFilter) {
 
 const DETAIL_FIELDS = `id orderId shopId riderId state createdAt assignedAt pickedUpAt deliveredAt
   cancelledAt cancelReason estimatedDeliveryAt lastEventAt eventCount
+  lineage { field eventId eventType occurredAt }
   history(first: $first, after: $after) {
     totalCount
     edges { node { eventId eventType known occurredAt appliedAt sequence data
@@ -254,7 +255,8 @@ const DETAIL_FIELDS = `id orderId shopId riderId state createdAt assignedAt pick
 // (a time slider over `delivery(id, asOf)`) adds one variable here and one
 // control in renderDetail, nothing else.
 function detailQuery() {
-  return `query Detail($id: ID!, $first: Int, $after: String) { delivery(id: $id) { ${DETAIL_FIELDS} } }`;
+  return `query Detail($id: ID!, $first: Int, $after: String, $asOf: DateTime) {
+  delivery(id: $id, asOf: $asOf) { ${DETAIL_FIELDS} } }`;
 }
 
 const DETAIL_SUBSCRIPTION = `subscription Detail($id: ID!, $first: Int, $after: String) {
@@ -277,6 +279,8 @@ const app = {
   rows: new Map(), // id -> {node, tr}
   selected: null,
   detail: null, // {id, events: [...], pageInfo}
+  asOf: null, // the time slider's moment (an event's occurredAt), null for now
+  moments: [], // the open delivery's distinct occurredAt times, the slider's stops
   status: null,
   live: null,
   countTimer: null,
@@ -319,6 +323,8 @@ const app = {
     });
     $("detail-close").addEventListener("click", () => this.closeDetail());
     $("timeline-more").addEventListener("click", () => this.moreHistory());
+    $("detail-asof").addEventListener("input", () => this.slide(false));
+    $("detail-asof").addEventListener("change", () => this.slide(true));
     $("rider-form").addEventListener("submit", (event) => {
       event.preventDefault();
       this.loadRider();
@@ -499,11 +505,12 @@ const app = {
 
   openDetail(id) {
     this.selected = id;
+    this.asOf = null;
     for (const { node, tr } of this.rows.values()) tr.classList.toggle("selected", node.id === id);
     this.loadDetail(id);
     this.live.subscribe("detail", DETAIL_SUBSCRIPTION, { id, first: HISTORY_PAGE, after: null },
       (data) => {
-        if (this.selected === id) this.renderDetail(data.deliveryUpdated, true);
+        if (this.selected === id && !this.asOf) this.renderDetail(data.deliveryUpdated, true);
       });
   },
 
@@ -516,8 +523,9 @@ const app = {
 
   loadDetail(id) {
     return this.guarded(async () => {
-      const data = await api.query(detailQuery(), { id, first: HISTORY_PAGE, after: null });
-      if (this.selected !== id) return;
+      const asOf = this.asOf;
+      const data = await api.query(detailQuery(), { id, first: HISTORY_PAGE, after: null, asOf });
+      if (this.selected !== id || this.asOf !== asOf) return;
       if (!data.delivery) {
         showError(`Delivery ${id} is not in the read model.`);
         return;
@@ -532,6 +540,7 @@ const app = {
     await this.guarded(async () => {
       const data = await api.query(detailQuery(), {
         id: detail.delivery.id, first: HISTORY_PAGE, after: detail.pageInfo.endCursor,
+        asOf: this.asOf,
       });
       if (!data.delivery || this.detail !== detail) return;
       const history = data.delivery.history;
@@ -555,22 +564,37 @@ const app = {
     $("detail-id").textContent = delivery.id;
     $("detail-state").replaceChildren(stateBadge(delivery.state));
     const fields = [
-      ["State", delivery.state],
-      ["ETA", formatTime(delivery.estimatedDeliveryAt)],
-      ["Rider", delivery.riderId || "–"],
-      ["Shop", delivery.shopId || "–"],
-      ["Order", delivery.orderId || "–"],
-      ["Created", formatTime(delivery.createdAt)],
-      ["Assigned", formatTime(delivery.assignedAt)],
-      ["Picked up", formatTime(delivery.pickedUpAt)],
-      ["Delivered", formatTime(delivery.deliveredAt)],
+      ["State", delivery.state, "state"],
+      ["ETA", formatTime(delivery.estimatedDeliveryAt), "estimatedDeliveryAt"],
+      ["Rider", delivery.riderId || "–", "riderId"],
+      ["Shop", delivery.shopId || "–", "shopId"],
+      ["Order", delivery.orderId || "–", "orderId"],
+      ["Created", formatTime(delivery.createdAt), "createdAt"],
+      ["Assigned", formatTime(delivery.assignedAt), "assignedAt"],
+      ["Picked up", formatTime(delivery.pickedUpAt), "pickedUpAt"],
+      ["Delivered", formatTime(delivery.deliveredAt), "deliveredAt"],
       ["Cancelled", delivery.cancelledAt
-        ? `${formatTime(delivery.cancelledAt)} (${delivery.cancelReason || "no reason"})` : "–"],
-      ["Last event", `${formatTime(delivery.lastEventAt)}`],
-      ["Events", `${delivery.eventCount}`],
+        ? `${formatTime(delivery.cancelledAt)} (${delivery.cancelReason || "no reason"})` : "–",
+      "cancelledAt"],
+      ["Last event", `${formatTime(delivery.lastEventAt)}`, "lastEventAt"],
+      ["Events", `${delivery.eventCount}`, "eventCount"],
     ];
-    $("detail-fields").replaceChildren(
-      ...fields.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+    // Lineage on hover: which event set each field (the fold's own answer).
+    const setBy = new Map((delivery.lineage || []).map((l) => [l.field, l]));
+    $("detail-fields").replaceChildren(...fields.flatMap(([k, v, field]) => {
+      const by = setBy.get(field);
+      const dd = by
+        ? h("dd", { class: "set-by", "data-field": field, "data-set-by": by.eventId,
+          title: `set by ${by.eventType} ${by.eventId}, occurred ${formatTime(by.occurredAt)}` }, v)
+        : h("dd", { "data-field": field }, v);
+      if (by) {
+        const source = () => document.querySelector(`#timeline li[data-event-id="${CSS.escape(by.eventId)}"]`);
+        dd.addEventListener("mouseenter", () => source()?.classList.add("source"));
+        dd.addEventListener("mouseleave", () => source()?.classList.remove("source"));
+      }
+      return [h("dt", {}, k), dd];
+    }));
+    this.renderSlider(history);
     const rider = delivery.riderId;
     if (rider) {
       const link = h("button", { type: "button", class: "link" }, "daily statistics");
@@ -589,6 +613,29 @@ const app = {
       known.node = { ...known.node, ...delivery };
       this.fillRow(known.tr, known.node);
     }
+  },
+
+  // -- the time slider: the detail as of each moment one of its events occurred ------
+
+  renderSlider(history) {
+    if (!this.asOf) {
+      this.moments = [...new Set(history.edges.map((e) => e.node.occurredAt))];
+    }
+    const slider = $("detail-asof");
+    slider.max = String(this.moments.length);
+    const at = this.asOf ? this.moments.indexOf(this.asOf) : -1;
+    slider.value = String(at < 0 ? this.moments.length : at);
+    $("detail-asof-label").textContent = this.asOf ? `as of ${formatTime(this.asOf)}` : "now";
+    $("detail").classList.toggle("past", !!this.asOf);
+  },
+
+  slide(load) {
+    const index = Number($("detail-asof").value);
+    const asOf = index < this.moments.length ? this.moments[index] : null;
+    $("detail-asof-label").textContent = asOf ? `as of ${formatTime(asOf)}` : "now";
+    if (!load || !this.selected || asOf === this.asOf) return;
+    this.asOf = asOf;
+    this.loadDetail(this.selected);
   },
 
   event(node, fresh) {
