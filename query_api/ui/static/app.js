@@ -70,6 +70,14 @@ function showError(message) {
   el.hidden = !message;
 }
 
+// The API reuses an end offset it read for a few seconds, so the projection can be
+// past it: that is no lag, not a negative one.
+function lagCell(lag) {
+  if (lag === null) return h("td", {}, "–");
+  if (lag < 0) return h("td", { title: `${lag}: the end offset was read a moment ago` }, "0");
+  return h("td", {}, lag);
+}
+
 // -- the API: HTTP -----------------------------------------------------------------
 
 class AuthNeeded extends Error {}
@@ -120,6 +128,7 @@ class LiveSocket {
   }
 
   start() {
+    if (!this.stopped) return; // one socket at a time
     this.stopped = false;
     this.connect();
   }
@@ -682,7 +691,7 @@ const app = {
       h("td", { title: p.topic }, shortTopic(p.topic)), h("td", {}, p.partition),
       h("td", {}, p.nextOffset),
       h("td", {}, p.endOffset === null ? "–" : p.endOffset),
-      h("td", {}, p.lag === null ? "–" : p.lag))));
+      lagCell(p.lag))));
   },
 
   // -- rider statistics --------------------------------------------------------------
