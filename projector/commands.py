@@ -244,6 +244,8 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     if args.deliveries < 0:
         raise ConfigError("--deliveries must not be negative")
     if args.follow:
+        if getattr(args, "to_outbox", None):
+            raise ConfigError("--follow writes to a file (--out) or to Kafka, not --to-outbox")
         return _simulate_follow(settings, args)
     start = DEFAULT_START
     if args.start:

@@ -20,7 +20,7 @@ import pytest
 
 from schema.events import parse_message
 from tests.api_support import free_port
-from tests.helpers import ROOT, projector_env, wait_until
+from tests.helpers import ROOT, projector_env, run_projector, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -184,3 +184,18 @@ def test_the_demo_shows_moving_data_and_ctrl_c_stops_all_three(tmp_path: Path) -
             except ProcessLookupError:
                 pass
         log.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--rate", "0", "--out", "x.jsonl"], "--rate must be more than 0"),
+        (["--to-outbox", "postgresql://nobody@127.0.0.1:9/x"], "not --to-outbox"),
+    ],
+)
+def test_follow_refuses_bad_flags_in_one_line(args: list[str], needle: str,
+                                              tmp_path: Path) -> None:
+    proc = run_projector(["simulate", "--follow", *args], projector_env("sqlite:///unused.db"),
+                         timeout=60, check=False)
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr
