@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 _TIMEOUT_MS = 15_000
 _CLOSE_TIMEOUT_MS = 5_000  # a clean stop must not hang on an unreachable broker
+_REQUEST_TIMEOUT_MS = 5_000  # beyond the fetch's own wait (PROJECTOR_BATCH_MAX_WAIT_MS)
 
 
 class KafkaSource:
@@ -191,7 +192,13 @@ class KafkaSource:
                     client_id="delivery-projector",
                     session_timeout_ms=self.settings.kafka_session_timeout_ms,
                     heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
-                    request_timeout_ms=_TIMEOUT_MS + 5_000,
+                    # After a broker restart: reconnect within a second (the client's
+                    # default backs off up to 30 s), and give up on a fetch left
+                    # unanswered by the old broker within seconds, not 20 (a join
+                    # waits longer on its own: kafka-python gives it the rebalance
+                    # timeout + 5 s).
+                    reconnect_backoff_max_ms=1_000,
+                    request_timeout_ms=self.settings.batch_max_wait_ms + _REQUEST_TIMEOUT_MS,
                     bootstrap_timeout_ms=_TIMEOUT_MS,
                     **membership,
                 )

@@ -377,22 +377,33 @@ def offsets(db_url: str, generation: int = 1) -> dict[int, int]:
     return {int(r.partition): int(r.next_offset) for r in rows}
 
 
-def hand_over_seconds(db_url: str, proc: ProjectorProcess, partitions: int,
-                      before: Mapping[int, int], timeout: float = 120) -> float:
+def hand_over_times(db_url: str, proc: ProjectorProcess, partitions: int,
+                    before: Mapping[int, int], timeout: float = 120) -> tuple[float, float]:
     """Seconds from ``proc``'s start until it owns all ``partitions`` partitions in the
-    read model and has applied its first batch (an offset moved past ``before``)."""
+    read model, and until it has also applied its first batch (an offset moved past
+    ``before``)."""
     deadline = time.monotonic() + timeout
+    owned: float | None = None
     while True:
         owners = partition_owners(db_url)
         now_at = offsets(db_url)
-        if (len(owners) == partitions and all(o == proc.owner for o in owners.values())
-                and any(now_at.get(p, 0) > before.get(p, 0) for p in now_at)):
-            return time.monotonic() - proc.started
+        if owned is None and len(owners) == partitions and all(
+                o == proc.owner for o in owners.values()):
+            owned = time.monotonic() - proc.started
+        if owned is not None and any(now_at.get(p, 0) > before.get(p, 0) for p in now_at):
+            return owned, time.monotonic() - proc.started
         assert proc.alive(), f"the projector exited:\n{proc.tail()}"
         assert time.monotonic() < deadline, (
             f"no hand-over within {timeout}s: owners {owners}, offsets {now_at}\n{proc.tail()}"
         )
         time.sleep(0.05)
+
+
+def hand_over_seconds(db_url: str, proc: ProjectorProcess, partitions: int,
+                      before: Mapping[int, int], timeout: float = 120) -> float:
+    """Seconds from ``proc``'s start until it owns all ``partitions`` partitions in the
+    read model and has applied its first batch (an offset moved past ``before``)."""
+    return hand_over_times(db_url, proc, partitions, before, timeout)[1]
 
 
 def wait_caught_up(db_url: str, ends: Mapping[int, int], procs: Sequence[ProjectorProcess],

@@ -24,6 +24,7 @@ from tests.fault.support import (
     dead_letter_count,
     end_offsets,
     hand_over_seconds,
+    hand_over_times,
     migrate,
     offsets,
     partition_owners,
@@ -73,9 +74,9 @@ def test_hand_over_after_sigkill_takes_no_session_timeout_for_a_static_member(
                                 PROJECTOR_BATCH_SIZE="200", **extra)
             first = ProjectorProcess(env, tmp_path / f"handover-{n}-first.log")
             procs.append(first)
-            wait_until(lambda p=first: _owns_all(pg_url, p) or not p.alive(),  # type: ignore[misc]
-                       timeout=120, message=f"{name}: the first process owning every partition")
-            assert first.alive(), first.tail()
+            fresh = hand_over_times(pg_url, first, PARTITIONS, offsets(pg_url))
+            print(f"{name}: a first start, with no member to replace, owned every partition "
+                  f"after {fresh[0]:.1f} s and applied a batch after {fresh[1]:.1f} s")
             time.sleep(2.0)  # a few heartbeats: a settled member, as in production
             first.kill()
             before = offsets(pg_url)
@@ -122,6 +123,7 @@ def test_crash_loop_sigkill_at_random_moments_equals_the_fold(
     publisher.start()
     procs: list[ProjectorProcess] = []
     hand_overs: list[float] = []
+    owned: list[float] = []
     early = 0  # kills before the process had taken over (during start-up or hand-over)
     started = time.monotonic()
     try:
@@ -132,7 +134,9 @@ def test_crash_loop_sigkill_at_random_moments_equals_the_fold(
                 time.sleep(rng.uniform(0.2, 2.0))  # wherever it is: importing, joining, claiming
                 early += 1
             else:
-                hand_overs.append(hand_over_seconds(pg_url, proc, PARTITIONS, offsets(pg_url)))
+                took = hand_over_times(pg_url, proc, PARTITIONS, offsets(pg_url))
+                owned.append(took[0])
+                hand_overs.append(took[1])
                 time.sleep(rng.uniform(0.0, 3.0))  # somewhere in a batch, or between two
             assert proc.alive(), f"run {n} exited by itself:\n{proc.tail()}"
             proc.kill()
@@ -156,7 +160,10 @@ def test_crash_loop_sigkill_at_random_moments_equals_the_fold(
           f"({early} during start-up or hand-over, {kills - early} while projecting), "
           f"each followed by a restart; {events} events published meanwhile "
           f"({at_last_kill} applied by the last kill)")
-    print(f"hand-over after a SIGKILL (static member): {seconds_summary(hand_overs)}")
+    print(f"after a SIGKILL and restart (static member), every partition owned: "
+          f"{seconds_summary(owned)}; and the first batch applied: "
+          f"{seconds_summary(hand_overs)} (from the new process's start, Python's start-up "
+          "included)")
     print(f"writes refused by the owner epoch: {refused}; dead letters: {dead}")
     verified = assert_read_model_equals_fold(pg_url, log)
     print(verified.line())
