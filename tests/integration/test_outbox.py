@@ -42,7 +42,7 @@ def test_each_event_is_an_outbox_row_beside_the_cores_state(pg_url: str, payload
                 "SELECT id::text, aggregatetype, aggregateid, type, payload::text FROM outbox"
             )).all()
             core = dict(conn.execute(text(
-                "SELECT delivery_id, state FROM deliveries_core")).tuples().all())
+                "SELECT delivery_id, state FROM deliveries_core")).all())
     finally:
         engine.dispose()
     assert column == payload

@@ -114,7 +114,7 @@ def test_rebuild_requests_from_flags() -> None:
         ({"resume": True, "discard": True}, "--resume and --discard cannot be used together"),
         ({"resume": True, "from_offset": "3"}, "--from-offset cannot be used with --resume"),
         ({"in_place": True, "keep_old": True}, "--keep-old only applies"),
-        ({"from_offset": "x:y"}, ""),
+        ({"from_offset": "x:y"}, "'x:y' is not PARTITION:OFFSET"),
     ]:
         with pytest.raises(ProjectorError, match=message):
             RebuildRequest.of(**flags)  # type: ignore[arg-type]
