@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from projector.errors import SourceUnavailable
 from projector.settings import Settings
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
 
 
 def ensure_topic(settings: Settings, partitions: int = 3) -> None:
@@ -30,19 +34,15 @@ def ensure_topic(settings: Settings, partitions: int = 3) -> None:
         admin.close()
 
 
-def produce(
-    settings: Settings,
-    messages: Sequence[tuple[bytes | None, bytes | None]]
-    | Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
-    partitions: int = 3,
-) -> None:
-    """Send (key, value[, headers]) messages in order and wait until all are acknowledged."""
+def open_producer(settings: Settings, partitions: int = 3) -> KafkaProducer:
+    """A producer that keeps each delivery's order (acks from all replicas, one request
+    in flight), after making sure the topic exists."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
     ensure_topic(settings, partitions)
     try:
-        producer = KafkaProducer(
+        return KafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
             acks="all",
             linger_ms=5,
@@ -52,6 +52,18 @@ def produce(
         raise SourceUnavailable(
             f"Kafka at {settings.kafka_bootstrap_servers} is unavailable: {exc}"
         ) from exc
+
+
+def produce(
+    settings: Settings,
+    messages: Sequence[tuple[bytes | None, bytes | None]]
+    | Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    partitions: int = 3,
+) -> None:
+    """Send (key, value[, headers]) messages in order and wait until all are acknowledged."""
+    from kafka.errors import KafkaError
+
+    producer = open_producer(settings, partitions)
     try:
         futures = []
         for message in messages:

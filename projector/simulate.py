@@ -277,24 +277,12 @@ def follow_kafka(
     what was sent within a batch interval, and a broker that stops answering ends
     the command with one line instead of an unbounded buffer.
     """
-    from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
     from projector.errors import SourceUnavailable
-    from projector.produce import ensure_topic
+    from projector.produce import open_producer
 
-    ensure_topic(settings, partitions)
-    try:
-        producer = KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
-            acks="all",
-            linger_ms=5,
-            max_in_flight_requests_per_connection=1,
-        )
-    except (KafkaError, OSError) as exc:
-        raise SourceUnavailable(
-            f"Kafka at {settings.kafka_bootstrap_servers} is unavailable: {exc}"
-        ) from exc
+    producer = open_producer(settings, partitions)
     written = 0
     try:
         for batch in pace(live_events(config, _utc_now), config.rate, stopped):
