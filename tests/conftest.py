@@ -28,6 +28,15 @@ def _require(name: str) -> str:
     return value
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fault-full",
+        action="store_true",
+        default=False,
+        help="run the fault-injection scenarios (tests/fault) at full size",
+    )
+
+
 @pytest.fixture
 def event_factory() -> Callable[..., dict]:
     return make_event
