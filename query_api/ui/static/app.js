@@ -711,8 +711,8 @@ const app = {
     const chart = $("rider-chart");
     const series = ["assigned", "completed", "cancelled"];
     const max = Math.max(1, ...days.flatMap((d) => series.map((s) => d[s])));
-    const bar = 8;
-    const group = bar * series.length + 10;
+    const bar = 16; // wide enough for a two-digit label over each bar
+    const group = bar * series.length + 12;
     const height = 120;
     const top = 14;
     const width = Math.max(240, days.length * group + 20);
