@@ -16,7 +16,6 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -190,13 +189,3 @@ class Page:
         finally:
             self.browser.close_target(self.target_id)
 
-
-def poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    """``predicate()`` once it is truthy, or None after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None

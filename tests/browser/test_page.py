@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import pytest
 
 from schema.events import EventParseError, parse_message
-from tests.browser.cdp import Page, poll
+from tests.browser.cdp import Page
 from tests.browser.conftest import ODD_DELIVERY, TOKEN, Stack, screenshot
 from tests.helpers import make_event
 
@@ -163,12 +163,12 @@ def test_a_new_event_appears_on_the_open_page_within_two_seconds(
 
     started = time.monotonic()
     stack.append(late, created)
-    row = poll(lambda: page.evaluate(
-        f"!!document.querySelector(\"#rows tr[data-id='{new_id}']\")"), timeout=5)
+    row = page.wait_for(f"!!document.querySelector(\"#rows tr[data-id='{new_id}']\")",
+                        timeout=5, message="the new delivery on the list")
     row_seconds = time.monotonic() - started
-    event = poll(lambda: page.evaluate(
-        f"!!document.querySelector(\"#timeline li[data-event-id='{late['eventId']}']\")"),
-        timeout=5)
+    event = page.wait_for(
+        f"!!document.querySelector(\"#timeline li[data-event-id='{late['eventId']}']\")",
+        timeout=5, message="the new event on the open timeline")
     event_seconds = time.monotonic() - started
     print(f"live: new delivery on the list after {row_seconds:.2f} s, "
           f"new event on the open timeline after {event_seconds:.2f} s")
@@ -248,7 +248,11 @@ def test_the_page_says_when_the_socket_drops_and_reconnects(stack: Stack, page: 
         timeout=5, message="the page to say the socket dropped")
     print(f"dropped: '{text}' after {time.monotonic() - started:.2f} s")
     assert "reconnecting" in text
-    time.sleep(1.5)  # a second attempt fails too: the wait grows
+    # A second attempt fails too, and the page waits longer before the next one.
+    page.wait_for(
+        "/reconnecting in ([2-9]|[1-9][0-9]) s/.test("
+        "document.getElementById('live-status').textContent)",
+        timeout=10, message="the page to back off after a second failed attempt")
     stack.start_api("api", stack.port)
     page.wait_for("document.getElementById('live-status').dataset.state === 'live'",
                   timeout=20, message="the page to reconnect")

@@ -30,7 +30,7 @@ from schema.db import make_engine
 from schema.events import Event, EventParseError, parse_message
 from schema.fold import fold
 from schema.tables import deliveries, delivery_events, projection_offsets
-from tests.helpers import ROOT
+from tests.helpers import ROOT, stored_offsets
 
 
 @dataclass(frozen=True)
@@ -364,17 +364,9 @@ def partition_owners(db_url: str, generation: int = 1) -> dict[int, str | None]:
 
 
 def offsets(db_url: str, generation: int = 1) -> dict[int, int]:
-    """Where the read model reads next, by partition."""
-    engine = make_engine(db_url, writer=False)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(projection_offsets.c.partition, projection_offsets.c.next_offset)
-                .where(projection_offsets.c.generation == generation)
-            ).all()
-    finally:
-        engine.dispose()
-    return {int(r.partition): int(r.next_offset) for r in rows}
+    """Where the read model reads next, by partition (a scenario reads one topic)."""
+    return {partition: offset
+            for (_, partition), offset in stored_offsets(db_url, generation).items()}
 
 
 def hand_over_times(db_url: str, proc: ProjectorProcess, partitions: int,
