@@ -43,7 +43,7 @@ class LogRecord:
 
 @dataclass(frozen=True)
 class Verified:
-    """What a scenario verified: printed by the scenario, kept by the README."""
+    """What a scenario verified: printed by the scenario, kept by docs/reliability.md."""
 
     records: int
     events: int

@@ -15,7 +15,7 @@ graphql-transport-ws socket instead of HTTP. Each request is checked:
   (an internal error is a hole the client should have been told about in words);
 - without a valid token: 401 and no data (HTTP), 4403 and nothing run (WebSocket).
 
-The API runs as a SELECT-only role (as the README deploys it), and its engine opens
+The API runs as a SELECT-only role (as docs/api.md deploys it), and its engine opens
 every transaction read-only (``query_api.database``): at the end a write through the
 API's own engine fails, a write as its role fails even in a read-write transaction,
 and the read model is byte for byte what the projector wrote.

@@ -308,7 +308,7 @@ def test_a_page_with_histories_costs_a_constant_number_of_statements(
 
 # -- a read-only PostgreSQL role ----------------------------------------------------------
 def test_the_api_works_with_a_select_only_role(pg_url: str) -> None:
-    """The README's read-only role: CONNECT, USAGE, SELECT; nothing else."""
+    """The read-only role of docs/api.md: CONNECT, USAGE, SELECT; nothing else."""
     project(pg_url, STREAMS / "api_happy.jsonl")
     admin = create_engine(os.environ.get("TEST_DATABASE_ADMIN_URL")
                           or os.environ["TEST_DATABASE_URL"], isolation_level="AUTOCOMMIT")
@@ -318,7 +318,7 @@ def test_the_api_works_with_a_select_only_role(pg_url: str) -> None:
     with admin.connect() as conn:
         conn.execute(text(f"CREATE ROLE {role} LOGIN PASSWORD 'reader-pw'"))
     try:
-        with owner.connect() as conn:  # the tables' owner grants, as in the README
+        with owner.connect() as conn:  # the tables' owner grants, as in docs/api.md
             conn.execute(text(f'GRANT CONNECT ON DATABASE "{database}" TO {role}'))
             conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {role}"))
             conn.execute(text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))

@@ -263,7 +263,7 @@ def test_as_of_applied_at_each_commit_is_what_the_read_model_showed(
 
 
 def test_the_cancelled_then_created_delivery_at_three_moments(one_by_one: Projected) -> None:
-    """README's worked example: D-5001's cancellation arrived first, its creation and
+    """The worked example of docs/api.md: D-5001's cancellation arrived first, its creation and
     assignment later (they occurred before it)."""
     url = one_by_one("sqlite", "api_time_travel.jsonl")
     applied = applied_times(url)
