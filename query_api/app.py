@@ -22,13 +22,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from query_api._middleware import BearerAuth, BodyLimit, CountRequests
 from query_api.context import Services
 from query_api.database import ReadDatabase
 from query_api.feed import ChangeFeed
-from query_api.lanes import HeavyLane
+from query_api.limits.auth import BearerAuth
+from query_api.limits.body import BodyLimit
+from query_api.limits.lanes import HeavyLane
+from query_api.limits.shape import MAX_NESTING
 from query_api.metrics import Metrics
 from query_api.offsets import EndOffsets
+from query_api.request_counter import CountRequests
 from query_api.schema import build_schema
 from query_api.session import ReadSession, connection_check
 from query_api.settings import Settings
@@ -41,8 +44,6 @@ log = logging.getLogger(__name__)
 
 OPEN_PATHS = ("/healthz", "/readyz")
 PATHS = ("/graphql", "/healthz", "/readyz", "/metrics")
-#: Brackets deeper than this are refused before parsing (the depth limit is far lower).
-MAX_NESTING = 64
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from query_api.database import ReadDatabase
 from query_api.feed import ChangeFeed
-from query_api.lanes import HeavyLane
+from query_api.limits.lanes import HeavyLane
 from query_api.offsets import EndOffsets
 from query_api.session import ReadSession
 from query_api.settings import Settings

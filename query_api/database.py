@@ -8,7 +8,7 @@ again while threads waited on one another. Here one number,
 database, the DB worker threads and the pooled connections, so a connection is
 always free for an admitted operation and reused; the rest wait in a fair
 asynchronous queue (no thread, no connection) for at most
-``QUERY_API_QUEUE_TIMEOUT_SECONDS``. The heavy lane (``query_api.lanes``) runs its
+``QUERY_API_QUEUE_TIMEOUT_SECONDS``. The heavy lane (``query_api.limits.lanes``) runs its
 own event loop, so it gets its own slots and threads
 (``QUERY_API_HEAVY_CONCURRENCY``) and its own share of the pool: heavy operations
 queue behind each other, never in front of light ones.

@@ -8,8 +8,8 @@ metrics) is one extension, ``OperationScope``, beside strawberry's two document
 caches and its error masking.
 
 Every extension is given as a factory so each request gets its own instance, but
-the validation rules are built once: ``ValidationCache`` keys on the rule
-classes, and a fresh class per request would never hit.
+the validation rules are built once (``query_api.limits.rules``). The limits
+themselves live in ``query_api.limits``; this is where they are applied.
 """
 
 from __future__ import annotations
@@ -20,15 +20,14 @@ from functools import partial
 from typing import Any
 
 from graphql import GraphQLError
-from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from graphql.validation import ASTValidationRule
 from strawberry.extensions import MaskErrors, ParserCache, SchemaExtension, ValidationCache
-from strawberry.extensions.max_aliases import create_validator as alias_rule
-from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 
-from query_api.budget import CostBudget
 from query_api.context import current_session
 from query_api.errors import QueryApiError
+from query_api.limits.budget import CostBudget, budget_for
+from query_api.limits.rules import validation_rules
 from query_api.settings import Settings
 
 MASKED_MESSAGE = "Internal error; it has been logged."
@@ -141,19 +140,14 @@ class DocumentCache(ParserCache):
 def extensions_for(
     settings: Settings, observe: Observe | None = None, budget: CostBudget | None = None
 ) -> list[Callable[[], SchemaExtension]]:
-    rules: list[type[ASTValidationRule]] = [
-        depth_rule(settings.max_depth, None),
-        alias_rule(settings.max_aliases),
-    ]
-    if settings.production:
-        rules.append(NoSchemaIntrospectionCustomRule)
+    rules = validation_rules(settings)
     size = settings.document_cache_size
     budget = budget or budget_for(settings)
     return [
         partial(
             OperationScope,
             max_tokens=settings.max_tokens,
-            rules=tuple(rules),
+            rules=rules,
             budget=budget,
             observe=observe,
         ),
@@ -161,7 +155,3 @@ def extensions_for(
         partial(ValidationCache, maxsize=size),
         partial(MaskErrors, should_mask_error=should_mask, error_message=MASKED_MESSAGE),
     ]
-
-
-def budget_for(settings: Settings) -> CostBudget:
-    return CostBudget(settings.max_cost, settings.max_nodes, settings.document_cache_size)

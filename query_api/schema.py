@@ -22,12 +22,13 @@ from strawberry.types.graphql import OperationType
 from strawberry.utils.logging import StrawberryLogger
 
 from query_api import reads
-from query_api.budget import CostBudget
 from query_api.context import Context
 from query_api.cursors import DeliveryKey, delivery_cursor, parse_delivery_cursor
 from query_api.errors import UserInputError
-from query_api.extensions import budget_for, extensions_for, should_mask
-from query_api.lanes import HeavyLane
+from query_api.extensions import extensions_for, should_mask
+from query_api.limits.budget import CostBudget, budget_for
+from query_api.limits.lanes import HeavyLane, LaneChoice
+from query_api.limits.pages import check_first
 from query_api.reads import DeliveryFilterSpec, FoldBound
 from query_api.scalars import SCALARS
 from query_api.settings import Settings
@@ -42,7 +43,6 @@ from query_api.types import (
     PageInfo,
     ProjectionStatus,
     RiderDailyStats,
-    check_first,
 )
 
 CtxInfo = Info[Context, None]
@@ -197,23 +197,21 @@ class _Schema(strawberry.Schema):
     `first` in a loop would flood the log.
     """
 
-    _budget: CostBudget | None = None
-    _heavy_cost = 0
-    _parse: Callable[..., DocumentNode] | None = None
-    _max_tokens = 0
+    lanes: LaneChoice | None = None
 
     def route_heavy(self, settings: Settings, budget: CostBudget) -> None:
         """Operations estimated over ``settings.heavy_cost`` run on the heavy lane."""
-        self._budget = budget
-        self._heavy_cost = settings.heavy_cost
         # ParserCache's own cache: the document is parsed once for both uses.
-        self._parse = _get_parse_cache(settings.document_cache_size)
-        self._max_tokens = settings.max_tokens
+        parse: Callable[..., DocumentNode] = _get_parse_cache(settings.document_cache_size)
+        max_tokens = settings.max_tokens
+        self.lanes = LaneChoice(
+            budget, settings.heavy_cost, lambda text: parse(text, max_tokens=max_tokens)
+        )
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         """Plain HTTP runs queries only: a subscription gets a 400 that says so, not a
         masked null (subscriptions are served over a WebSocket, graphql-transport-ws).
-        A heavy operation runs on the heavy lane (``query_api.lanes``)."""
+        A heavy operation runs on the heavy lane (``query_api.limits.lanes``)."""
         allowed = kwargs.get("allowed_operation_types")
         if allowed is not None:
             kwargs["allowed_operation_types"] = set(allowed) - {OperationType.SUBSCRIPTION}
@@ -233,17 +231,9 @@ class _Schema(strawberry.Schema):
     ) -> HeavyLane | None:
         services = getattr(context_value, "services", None)
         lane: HeavyLane | None = getattr(services, "heavy", None)
-        if lane is None or lane.loop is None or self._budget is None or not query:
+        if self.lanes is None:
             return None
-        parse = self._parse
-        assert parse is not None
-        cost = self._budget.peek(
-            self._schema, query, operation_name, variable_values,
-            lambda text: parse(text, max_tokens=self._max_tokens),
-        )
-        if cost is None or not self._heavy_cost < cost.rows <= self._budget.max_cost:
-            return None  # light, unparsable, or about to be refused: no need to move
-        return lane
+        return self.lanes.lane_for(lane, self._schema, query, operation_name, variable_values)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

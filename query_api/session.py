@@ -35,9 +35,11 @@ from strawberry.dataloader import DataLoader
 from query_api import reads
 from query_api.cursors import parse_event_cursor
 from query_api.database import ReadDatabase, timed_out
-from query_api.errors import DatabaseUnavailable, QueryTimeout, UserInputError
+from query_api.errors import DatabaseUnavailable, QueryTimeout
+from query_api.limits.nodes import NodeAllowance
+from query_api.limits.pages import FOLD_LIMIT
 from query_api.reads import ACTIVE, FoldBound, Generation
-from query_api.timeline import FOLD_LIMIT, DeliveryTimeline, load_timelines
+from query_api.timeline import DeliveryTimeline, load_timelines
 from schema.db import SchemaError, active_generation
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,7 @@ UNAVAILABLE = "the read model is unavailable (unreachable or not migrated; see /
 class ReadSession:
     def __init__(self, database: ReadDatabase, max_nodes: int = 100_000) -> None:
         self._db = database
-        self.max_nodes = max_nodes
-        self._nodes = 0
+        self._allowance = NodeAllowance(max_nodes)
         self._generation: int | None = None
         self._conn: Connection | None = None
         self._ticket: object | None = None
@@ -66,22 +67,16 @@ class ReadSession:
         self.histories = DataLoader[HistoryKey, reads.HistoryPage](load_fn=self._load_histories)
         self.timelines = DataLoader[TimelineKey, DeliveryTimeline](load_fn=self._load_timelines)
 
-    def spend(self, nodes: int) -> None:
-        """Count results asked for before reading them; too many ends the operation.
+    @property
+    def max_nodes(self) -> int:
+        return self._allowance.max_nodes
 
-        The static cost (``query_api.cost``) bounds what a document may ask for before
-        anything runs; nested pages depend on how many parents the data holds, so they
-        are charged here, with the real number of parents, before their statement runs.
-        """
-        self._nodes += nodes
-        if self._nodes > self.max_nodes:
-            raise UserInputError(
-                f"the query asks for more than {self.max_nodes} results;"
-                " ask for smaller pages (`first`) or fewer aliases"
-            )
+    def spend(self, nodes: int) -> None:
+        """Count results asked for before reading them (``query_api.limits.nodes``)."""
+        self._allowance.spend(nodes)
 
     def expect_one_statement(self) -> None:
-        """The operation runs one statement (``query_api.cost``): its thread trip also
+        """The operation runs one statement (``query_api.limits.cost``): its thread trip also
         gives the connection back, so closing needs no second trip."""
         self._one_statement = True
 

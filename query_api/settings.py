@@ -46,14 +46,14 @@ class Settings:
     #: Most result nodes a query may ask for (`first` of each connection multiplied
     #: down the tree, summed over aliases; a `first` from a variable counts as 500).
     max_nodes: int = 100_000
-    #: The static cost budget (``query_api.cost``): the `first` of every list field,
+    #: The static cost budget (``query_api.limits.cost``): the `first` of every list field,
     #: summed over aliases and fragments, checked before any SQL runs.
     max_cost: int = 5000
     #: Operations reading the database at once: pooled connections and DB worker
     #: threads. Further operations wait in a cheap asynchronous queue.
     db_concurrency: int = 4
     #: An operation estimated over this many rows runs on the heavy lane
-    #: (``query_api.lanes``), which has its own ``heavy_concurrency`` slots.
+    #: (``query_api.limits.lanes``), which has its own ``heavy_concurrency`` slots.
     heavy_cost: int = 200
     heavy_concurrency: int = 4
     #: Longest wait in that queue before the operation is refused as busy.

@@ -21,6 +21,7 @@ from itertools import groupby
 from sqlalchemy import Connection
 
 from query_api import reads
+from query_api.limits.pages import FOLD_LIMIT
 from query_api.reads import FoldBound, Generation
 from schema.fold import (
     DeliveryRow,
@@ -33,8 +34,11 @@ from schema.fold import (
     timeline,
 )
 
-#: The most events of one delivery a time-travel fold reads (as ``history(first:)`` at most).
-FOLD_LIMIT = 500
+__all__ = [
+    "FOLD_LIMIT", "MAX_REFOLD_STEPS", "DeliveryTimeline", "load_timelines",
+    "too_long_message", "untraced_message",
+]
+
 #: The most fold steps spent tracing one delivery's transitions: events in order cost
 #: one each, a late event refolds what sorts after it (``schema.fold.timeline``), so
 #: 20 events arriving in reverse order one commit each cost 210. Beyond it

@@ -10,21 +10,12 @@ import strawberry
 
 from query_api.cursors import EventKey, event_cursor, parse_event_cursor
 from query_api.errors import UserInputError
+from query_api.limits.pages import check_first
 from query_api.reads import DeliveryFilterSpec, FoldBound
 from query_api.scalars import JSON, Long, json_value
 from query_api.session import ReadSession
 from query_api.timeline import DeliveryTimeline, too_long_message, untraced_message
 from schema.states import DeliveryState
-
-MAX_FIRST = 500
-
-
-def check_first(first: int | None, what: str = "first") -> int:
-    if first is None or not 1 <= first <= MAX_FIRST:
-        shown = "null" if first is None else first
-        raise UserInputError(f"`{what}` must be between 1 and {MAX_FIRST}, got {shown}")
-    return first
-
 
 # The contract's states are defined once, in ``schema.states``; this registers them
 # as the GraphQL enum.

@@ -17,9 +17,9 @@ from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
-from query_api._middleware import AUTHENTICATED, token_ok
 from query_api.context import Context, Services
-from query_api.guards import NOT_UNICODE, nesting_depth, too_deep, unpaired_surrogate
+from query_api.limits.auth import connection_allowed
+from query_api.limits.shape import NOT_UNICODE, nesting_depth, too_deep, unpaired_surrogate
 from query_api.ws import TransportWS
 
 __all__ = ["GraphQLApp", "nesting_depth"]
@@ -54,13 +54,8 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """With tokens set, a WebSocket authenticates by header or by ``connection_init``."""
-        accepted = cast(UnsetType, UNSET)
-        if not self._tokens or context.request.scope.get(AUTHENTICATED):
-            return accepted
-        params = context.connection_params or {}
-        presented = params.get("Authorization") or params.get("authorization")
-        if isinstance(presented, str) and token_ok(presented, self._tokens):
-            return accepted
+        if connection_allowed(context.request.scope, context.connection_params, self._tokens):
+            return cast(UnsetType, UNSET)
         raise ConnectionRejectionError()
 
     def decode_json(self, data: str | bytes) -> object:

@@ -12,7 +12,7 @@ Strawberry's handler (0.341) had three ways to lose a client's mistake:
   (https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md#error);
 - a payload that is not a query (a number, a megabyte, nesting thousands deep,
   an unpaired surrogate) reached the parser or failed with a ``TypeError``: here
-  ``query_api.guards`` refuses it first, with the HTTP path's words.
+  ``query_api.limits.shape`` refuses it first, with the HTTP path's words.
 
 Messages that break the protocol itself (not an object, no type, an id that is not
 a string) close the socket with 4400, as the protocol says.
@@ -31,7 +31,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 
 from query_api.context import Context
 from query_api.extensions import MASKED_MESSAGE, should_mask
-from query_api.guards import operation_refusal
+from query_api.limits.shape import MAX_NESTING, operation_refusal
 
 if TYPE_CHECKING:
     from strawberry.schema.schema import StreamResult
@@ -42,9 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 client_errors = logging.getLogger("query_api.client_errors")
-
-#: Deeper than this is refused before parsing, on both transports (``query_api.app``).
-DEFAULT_MAX_NESTING = 64
 
 
 class TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
@@ -98,4 +95,4 @@ class TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         return int(services.settings.max_body_bytes) if services is not None else 64 * 1024
 
     def _max_nesting(self) -> int:
-        return int(getattr(self.view, "max_nesting", DEFAULT_MAX_NESTING))
+        return int(getattr(self.view, "max_nesting", MAX_NESTING))

@@ -459,7 +459,7 @@ def test_the_static_cost_of_time_travel() -> None:
     document and integer variables); a literal null is the current row."""
     from graphql import parse
 
-    from query_api.cost import estimate
+    from query_api.limits.cost import estimate
     from query_api.schema import schema
 
     def cost(query: str) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Cheap checks of a request before strawberry parses it: pure functions of its JSON.
+"""What a request may hold before strawberry parses it: pure checks of its JSON and text.
 
 Both transports run them: the HTTP view on the body (a 400), the WebSocket
 handler on a ``subscribe`` payload (the protocol's ``error`` message), so a
@@ -13,6 +13,10 @@ from collections.abc import Mapping
 #: Python strings decoded from JSON hold a surrogate code point only when the JSON
 #: had an unpaired ``\\ud800``-style escape (a valid pair decodes to one character).
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+#: Brackets deeper than this are refused before parsing, on both transports (the
+#: depth limit is far lower; this protects graphql-core's recursive parser).
+MAX_NESTING = 64
 
 NOT_UNICODE = (
     "the request holds a string that is not valid Unicode"

@@ -1,4 +1,4 @@
-"""The static cost estimate (query_api.cost) and the settings of the request path."""
+"""query_api.limits.cost: the static cost estimate, pure."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from graphql import parse
 
-from query_api.cost import Cost, estimate
-from query_api.errors import ConfigError
+from query_api.limits.cost import Cost, estimate
 from query_api.schema import schema
 from query_api.settings import Settings
 
@@ -82,25 +81,3 @@ def test_reads_count_the_fields_that_run_statements() -> None:
     assert cost("{ projectionStatus { generation } }").reads == 2
     assert cost("query Q { ...F } fragment F on Query { delivery(id: \"x\") { id } }").reads == 1
     assert cost("{ __typename }") == Cost(0, 0, 0)
-
-
-def test_request_path_settings_come_from_the_environment() -> None:
-    settings = Settings.from_env({
-        "QUERY_API_MAX_COST": "900", "QUERY_API_DB_CONCURRENCY": "6",
-        "QUERY_API_QUEUE_TIMEOUT_SECONDS": "2.5", "QUERY_API_STATEMENT_TIMEOUT_SECONDS": "0",
-        "QUERY_API_HEAVY_COST": "0", "QUERY_API_HEAVY_CONCURRENCY": "2",
-    })
-    assert (settings.max_cost, settings.db_concurrency) == (900, 6)
-    assert (settings.heavy_cost, settings.heavy_concurrency) == (0, 2)
-    assert (settings.queue_timeout_seconds, settings.statement_timeout_seconds) == (2.5, 0.0)
-    defaults = Settings.from_env({})
-    assert (defaults.max_cost, defaults.db_concurrency, defaults.queue_timeout_seconds,
-            defaults.statement_timeout_seconds, defaults.heavy_cost,
-            defaults.heavy_concurrency) == (5000, 4, 10.0, 5.0, 200, 4)
-    for bad in ({"QUERY_API_DB_CONCURRENCY": "0"}, {"QUERY_API_MAX_COST": "x"},
-                {"QUERY_API_QUEUE_TIMEOUT_SECONDS": "0"},
-                {"QUERY_API_STATEMENT_TIMEOUT_SECONDS": "-1"},
-                {"QUERY_API_STATEMENT_TIMEOUT_SECONDS": "nan"},
-                {"QUERY_API_HEAVY_COST": "-1"}, {"QUERY_API_HEAVY_CONCURRENCY": "0"}):
-        with pytest.raises(ConfigError):
-            Settings.from_env(bad)

@@ -47,8 +47,7 @@ from graphql import (
 )
 from graphql.pyutils import Undefined
 
-from query_api.timeline import FOLD_LIMIT
-from query_api.types import MAX_FIRST  # above it the resolvers refuse; never count more
+from query_api.limits.pages import FOLD_LIMIT, MAX_FIRST  # above it nothing is read
 
 #: Fields whose resolvers run statements, and how many (at most) each runs.
 READS: dict[tuple[str, str], int] = {
@@ -181,7 +180,7 @@ class _Walker:
     def _travels(node: FieldNode, names: tuple[str, ...]) -> bool:
         """Whether one of the arguments ``names`` is given other than as a literal null.
         A variable counts whatever its value: the estimate is cached per document and
-        integer variables only (``query_api.budget``)."""
+        integer variables only (``query_api.limits.budget``)."""
         return any(
             arg.name.value in names and not isinstance(arg.value, NullValueNode)
             for arg in node.arguments or ()

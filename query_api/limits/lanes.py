@@ -3,8 +3,8 @@
 graphql-core completes a resolved subtree synchronously: when the histories of
 4,500 deliveries arrive, completing them holds the event loop for seconds, and
 every other request on that loop (``/healthz``, a ``delivery(id)``) waits. The
-cost estimate (``query_api.cost``) is known before execution, so an operation over
-``QUERY_API_HEAVY_COST`` runs on this lane's loop instead: heavy operations then
+cost estimate (``query_api.limits.cost``) is known before execution, so an operation
+over ``QUERY_API_HEAVY_COST`` runs on this lane's loop instead: heavy operations then
 share one thread among themselves while the main loop keeps answering (the GIL
 is handed over at least every few milliseconds). Light operations, the common
 case, stay on the main loop and pay nothing for it.
@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from graphql import DocumentNode, GraphQLSchema
+
+from query_api.limits.budget import CostBudget
 
 T = TypeVar("T")
 
@@ -62,3 +66,34 @@ class HeavyLane:
         thread.join(timeout=10)
         if not thread.is_alive():
             loop.close()
+
+
+class LaneChoice:
+    """Which lane an operation runs on, from its estimated cost, before strawberry runs it.
+
+    Light operations, unparsable ones and those the budget is about to refuse stay
+    on the main loop: only work that will really run is worth moving.
+    """
+
+    def __init__(
+        self, budget: CostBudget, heavy_cost: int, parse: Callable[[str], DocumentNode]
+    ) -> None:
+        self.budget = budget
+        self.heavy_cost = heavy_cost
+        self._parse = parse
+
+    def lane_for(
+        self,
+        lane: HeavyLane | None,
+        schema: GraphQLSchema,
+        query: str | None,
+        operation_name: str | None,
+        variables: Mapping[str, Any] | None,
+    ) -> HeavyLane | None:
+        """``lane`` when the operation is heavy and the lane runs; else None (the main loop)."""
+        if lane is None or lane.loop is None or not query:
+            return None
+        cost = self.budget.peek(schema, query, operation_name, variables, self._parse)
+        if cost is None or not self.heavy_cost < cost.rows <= self.budget.max_cost:
+            return None  # light, unparsable, or about to be refused: no need to move
+        return lane

@@ -1,4 +1,4 @@
-"""The cost budget at request time: the estimate of ``query_api.cost``, cached and enforced.
+"""What a document may cost: the estimate of ``query_api.limits.cost``, cached and enforced.
 
 An estimate depends on the text, the operation and the integer variables (a
 `first` can only be one of those), so ``delivery(id: $id)`` with a new id each
@@ -13,8 +13,9 @@ from typing import Any
 from graphql import DocumentNode, GraphQLError, GraphQLSchema
 from strawberry.types import ExecutionContext
 
-from query_api.cost import Cost, estimate
 from query_api.errors import UserInputError
+from query_api.limits.cost import Cost, estimate
+from query_api.settings import Settings
 
 
 class CostBudget:
@@ -91,3 +92,7 @@ def _key(
         else ()
     )
     return (query, operation_name, ints)
+
+
+def budget_for(settings: Settings) -> CostBudget:
+    return CostBudget(settings.max_cost, settings.max_nodes, settings.document_cache_size)
