@@ -36,6 +36,9 @@ class DeliveryEvent:
     occurred_at: datetime
     sequence: Long | None
     data: JSON
+    event_version: int = strawberry.field(
+        description="as received; 1 when the message carried none"
+    )
     source: EventSource
     applied_at: datetime | None = strawberry.field(
         default=None, description="when the projector applied it to the read model"
@@ -52,6 +55,7 @@ class DeliveryEvent:
             occurred_at=row["occurred_at"],
             sequence=None if row["sequence"] is None else Long(int(row["sequence"])),
             data=json_value(row["data"] if row["data"] is not None else {}),
+            event_version=int(row.get("event_version", 1)),
             source=EventSource(
                 topic=row["topic"], partition=int(row["partition"]), offset=Long(int(row["offset"]))
             ),

@@ -22,6 +22,8 @@ import orjson
 MAX_ID_LENGTH: Final = 128
 #: Deepest nesting of objects and arrays accepted in a message.
 MAX_DEPTH: Final = 64
+#: The greatest ``eventVersion`` accepted: it is stored and served as a 32-bit integer.
+MAX_VERSION: Final = 2**31 - 1
 
 
 class EventType(str, enum.Enum):
@@ -87,6 +89,7 @@ class ErrorCode(str, enum.Enum):
     INVALID_TIME = "INVALID_TIME"
     MISSING_DATA_FIELD = "MISSING_DATA_FIELD"
     INVALID_DATA_FIELD = "INVALID_DATA_FIELD"
+    INVALID_VERSION = "INVALID_VERSION"
 
 
 class EventParseError(ValueError):
@@ -115,6 +118,8 @@ class Event:
     known: bool = True
     #: ``data.estimatedDeliveryAt`` read as an instant (in SOURCE_TIMEZONE when it has no offset).
     estimated_delivery_at: datetime | None = None
+    #: ``eventVersion`` as received (1 when the message carried none).
+    version: int = 1
 
     @property
     def sort_key(self) -> tuple[datetime, int, str]:
@@ -360,8 +365,54 @@ def parse_message(
         raise EventParseError(ErrorCode.WRONG_TYPE, f"data must be an object, got {_kind(data)}")
     if escaped:
         _check_data_storable(canonical_type(raw_type), data)
+    version_header = header_map.get("eventVersion")
+    if version_header is None and headers:
+        # A header that is not UTF-8 is no header for the ids, but a version that
+        # cannot be read is still a malformed version, not version 1.
+        version_header = next(
+            (v.decode("utf-8", "replace") for n, v in headers if n == "eventVersion" and v),
+            None,
+        )
+    version = _version(body, version_header)
 
-    return make_event(event_id, raw_type, delivery_id, occurred_at, sequence, data, source_tz)
+    return make_event(
+        event_id, raw_type, delivery_id, occurred_at, sequence, data, source_tz, version
+    )
+
+
+def _version(body: Mapping[str, Any], header: str | None) -> int:
+    """``eventVersion`` from the body, else the header of that name, else 1.
+
+    Anything but a positive integer (a string in the body, 0, -1, 1.5, a boolean,
+    a header that is not a decimal number) is refused: guessing a version would
+    fold an event by the wrong shape.
+    """
+    value = body.get("eventVersion")
+    if value is None:
+        if header is None:
+            return 1
+        text = header.strip()
+        if not (text.isascii() and text.isdecimal()) or len(text) > 10:
+            raise EventParseError(
+                ErrorCode.INVALID_VERSION,
+                f"header 'eventVersion' must be a positive integer, got {header[:32]!r}",
+            )
+        value = int(text)
+        where = "header 'eventVersion'"
+    else:
+        where = "eventVersion"
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EventParseError(
+                ErrorCode.INVALID_VERSION,
+                f"eventVersion must be a positive integer, got {_kind(value)}",
+            )
+    if not 1 <= value <= MAX_VERSION:
+        raise EventParseError(
+            ErrorCode.INVALID_VERSION,
+            f"{where} must be a positive integer of at most {MAX_VERSION}, got {value}"
+            if value > 0 else f"{where} must be a positive integer, got {value}",
+        )
+    return value
 
 
 def make_event(
@@ -372,13 +423,27 @@ def make_event(
     sequence: int | None,
     data: Mapping[str, Any],
     source_tz: tzinfo = UTC,
+    version: int = 1,
 ) -> Event:
     """An ``Event`` from fields already read (a message, or a history row).
 
-    Raises ``EventParseError`` when a known type lacks its ``data`` fields.
+    Raises ``EventParseError`` when a known type lacks its ``data`` fields. A known
+    type at a version this build does not know is an unknown event: kept, counted,
+    folding nothing.
     """
     kind = canonical_type(event_type)
     eta = None
+    if kind is not None and version != 1:
+        return Event(
+            event_id=event_id,
+            event_type=kind.value,
+            delivery_id=delivery_id,
+            occurred_at=occurred_at,
+            sequence=sequence,
+            data=data,
+            known=False,
+            version=version,
+        )
     if kind is not None:
         times = _check_data(kind, data, source_tz)
         eta = times.get("estimatedDeliveryAt")
@@ -393,6 +458,7 @@ def make_event(
         data=data,
         known=kind is not None,
         estimated_delivery_at=eta,
+        version=version,
     )
 
 

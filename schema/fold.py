@@ -392,4 +392,5 @@ def event_from_history(r: Mapping[Any, Any]) -> Event:
         data=r["data"] if r["data"] is not None else {},
         known=bool(r["known"]),
         estimated_delivery_at=r["estimated_delivery_at"],
+        version=int(r.get("event_version", 1)),
     )

@@ -142,6 +142,8 @@ delivery_events = Table(
     Column("partition", Integer, nullable=False),
     Column("offset", BigInteger, nullable=False),
     Column("applied_at", UtcDateTime, nullable=False),
+    # eventVersion as received; ``data`` is kept in that version's shape (revision 0003).
+    Column("event_version", Integer, nullable=False, server_default=text("1")),
     Index(
         "ix_delivery_events_fold",
         "generation",

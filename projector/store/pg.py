@@ -39,7 +39,7 @@ _STAGE_EVENTS_COLUMNS: Final = (
     ("event_id", _ID), ("delivery_id", _ID), ("event_type", "text"), ("known", "int"),
     ("occurred_at", "timestamptz"), ("sequence", "bigint"), ("data", "text"),
     ("estimated_delivery_at", "timestamptz"), ("topic", "text"), ("partition", "int"),
-    ("offset", "bigint"),
+    ("offset", "bigint"), ("event_version", "int"),
 )
 _STAGE_ROWS_COLUMNS: Final = (
     ("delivery_id", _ID), ("order_id", "text"), ("shop_id", "text"), ("rider_id", "text"),
@@ -98,7 +98,7 @@ SELECT_STAGED_ROWS: Final = (
 )
 SELECT_HISTORY: Final = (
     "SELECT event_id, event_type, delivery_id, occurred_at, sequence, data::text AS data,"
-    " estimated_delivery_at FROM delivery_events"
+    " estimated_delivery_at, event_version FROM delivery_events"
     " WHERE generation = %s AND delivery_id = ANY(CAST(%s AS text[]))"
 )
 LOCK_STAGED: Final = (

@@ -54,6 +54,7 @@ HISTORY_COLUMNS: Final = (
     "topic",
     "partition",
     "offset",
+    "event_version",
 )
 
 
@@ -80,6 +81,7 @@ class HistoryRow(NamedTuple):
     topic: str
     partition: int
     offset: int
+    event_version: int
 
 
 def history_row(event: Event, message: SourceMessage) -> HistoryRow:
@@ -95,6 +97,7 @@ def history_row(event: Event, message: SourceMessage) -> HistoryRow:
         message.topic,
         message.partition,
         message.offset,
+        event.version,
     )
 
 
@@ -194,6 +197,7 @@ def event_from_db(r: Mapping[str, Any], source_tz: tzinfo) -> Event:
         r["sequence"],
         r["data"],
         source_tz,
+        r["event_version"],
     )
     if event.estimated_delivery_at is None:
         return event

@@ -57,7 +57,8 @@ SELECT_ROWS: Final = (
 )
 SELECT_HISTORY: Final = (
     "SELECT event_id, event_type, delivery_id, occurred_at, sequence, data,"
-    f" estimated_delivery_at FROM delivery_events WHERE generation = ? AND delivery_id IN {_IDS}"
+    " estimated_delivery_at, event_version FROM delivery_events"
+    f" WHERE generation = ? AND delivery_id IN {_IDS}"
 )
 
 _TIME_COLUMNS: Final = frozenset(
@@ -105,7 +106,7 @@ class SqliteTables:
                     generation, r.event_id, r.delivery_id, r.event_type, r.known,
                     sqlite_time(r.occurred_at), r.sequence, r.data,
                     sqlite_time(r.estimated_delivery_at), r.topic, r.partition, r.offset,
-                    applied,
+                    r.event_version, applied,
                 )
                 for r in new
             ],

@@ -38,7 +38,7 @@ query Everything {{
     edges {{ node {{ {DELIVERY_FIELDS}
       history(first: 500) {{
         totalCount pageInfo {{ hasNextPage }}
-        edges {{ node {{ eventId eventType occurredAt sequence data
+        edges {{ node {{ eventId eventType occurredAt sequence data eventVersion
                         source {{ topic partition offset }} }} }}
       }}
     }} }}

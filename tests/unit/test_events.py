@@ -715,6 +715,7 @@ def test_every_error_code_is_reachable() -> None:
         ErrorCode.INVALID_TIME: encode(body(occurrenceDateTime="never")),
         ErrorCode.MISSING_DATA_FIELD: encode(body(data={"orderId": "O"})),
         ErrorCode.INVALID_DATA_FIELD: encode(body(data={"orderId": "O", "shopId": 1})),
+        ErrorCode.INVALID_VERSION: encode(body(eventVersion=0)),
     }
     assert set(samples) == set(ErrorCode)
     for code, raw in samples.items():
