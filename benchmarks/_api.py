@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks._cpu import ClusterCpu, Meter, Postgres
 from benchmarks._proc import BenchError, Processes, command, say, tail, wait_until
 
 FIELDS = "id state riderId eventCount lastEventAt"
@@ -165,13 +166,23 @@ class Load:
     p99_ms: float
     requests: int
     errors: int
+    cpu_seconds: float  # the server's process tree over the measured run
+    postgres: ClusterCpu  # the PostgreSQL cluster over the measured run
 
 
-def wrk(binary: str, script: Path, server: Server, seconds: float, warmup: float) -> Load:
-    """A warm-up run, then the measured one; 2 threads (the machine has 2 cores)."""
+def wrk(binary: str, script: Path, server: Server, seconds: float, warmup: float,
+        postgres: Postgres | None = None) -> Load:
+    """A warm-up run, then the measured one; 2 threads (the machine has 2 cores).
+
+    The server's process tree and the PostgreSQL cluster are metered over the
+    measured run only.
+    """
     url = f"http://127.0.0.1:{server.port}/graphql"
     result: dict[str, int] = {}
+    meter = Meter(postgres, server.proc.pid)
     for phase, duration in (("warm-up", warmup), ("measure", seconds)):
+        if phase == "measure":
+            meter.start()
         args = [binary, "-t", "2", "-c", str(CONNECTIONS), "-d", f"{max(duration, 1):.0f}s",
                 "--timeout", "10s", "--latency", "-s", str(script), url]
         try:
@@ -183,6 +194,8 @@ def wrk(binary: str, script: Path, server: Server, seconds: float, warmup: float
         if not lines:
             raise BenchError(f"wrk printed no summary against {server.name}: {out[-300:]!r}")
         result = json.loads(lines[-1].removeprefix("WRK_JSON "))
+        if phase == "measure":
+            spent = meter.stop()
         if phase == "warm-up":
             say(f"  {server.name}: warmed up ({result['requests']} requests)")
     errors = sum(result[k] for k in ("status_errors", "connect_errors", "read_errors",
@@ -191,7 +204,8 @@ def wrk(binary: str, script: Path, server: Server, seconds: float, warmup: float
         raise BenchError(f"{server.name} failed {errors} of {result['requests']} requests "
                          f"under load (log {server.log})")
     load = Load(result["requests"] / (result["duration_us"] / 1e6), result["p50_us"] / 1000,
-                result["p99_us"] / 1000, result["requests"], errors)
+                result["p99_us"] / 1000, result["requests"], errors, spent.process,
+                spent.postgres)
     say(f"  {server.name}: {load.rps:,.0f} rps, p50 {load.p50_ms:.1f} ms, "
         f"p99 {load.p99_ms:.1f} ms ({load.requests} requests, {errors} errors)")
     return load

@@ -67,6 +67,7 @@ class Finished:
     seconds: float
     peak_rss_mb: float
     log: Path
+    cpu_seconds: float = 0.0  # utime + stime of the child and its reaped descendants
 
 
 class Processes:
@@ -93,8 +94,9 @@ class Processes:
             timeout: float) -> Finished:
         """Run to completion: wall time from spawn to exit and the child's own peak RSS.
 
-        ``os.wait4`` gives the rusage of exactly this child (ru_maxrss, KiB on Linux),
-        so nothing else the run started is counted.
+        ``os.wait4`` gives the rusage of exactly this child (ru_maxrss, KiB on Linux;
+        ru_utime + ru_stime, the child and the descendants it waited for), so nothing
+        else the run started is counted.
         """
         start = time.perf_counter()
         proc, log = self.start(name, args, env)
@@ -105,7 +107,8 @@ class Processes:
                 seconds = time.perf_counter() - start
                 proc.returncode = os.waitstatus_to_exitcode(status)
                 self._live.remove(proc)
-                return Finished(proc.returncode, seconds, usage.ru_maxrss / 1024, log)
+                return Finished(proc.returncode, seconds, usage.ru_maxrss / 1024, log,
+                                usage.ru_utime + usage.ru_stime)
             if time.monotonic() > deadline:
                 self.stop(proc)
                 raise BenchError(f"{name} did not finish within {timeout:.0f}s (log {log})")

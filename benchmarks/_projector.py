@@ -8,6 +8,7 @@ served generation), never from the projector's log format.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks._cpu import ClusterCpu, Meter, Postgres
 from benchmarks._proc import BenchError, Processes, command, say, tail
 
 ACTIVE_OFFSETS = (
@@ -27,6 +29,8 @@ ACTIVE_OFFSETS = (
 class Projected:
     seconds: float
     peak_rss_mb: float
+    cpu_seconds: float  # the projector process (utime + stime)
+    postgres: ClusterCpu  # the PostgreSQL cluster over the same window
 
 
 def env_for(base: Mapping[str, str], database_url: str, source: str,
@@ -42,26 +46,37 @@ def migrate(procs: Processes, env: Mapping[str, str]) -> None:
     procs.check("migrate", [*command("projector"), "migrate"], env, timeout=120)
 
 
-def run_until_caught_up(procs: Processes, env: Mapping[str, str], timeout: float) -> Projected:
-    done = procs.check("run", [*command("projector"), "run", "--until-caught-up"], env, timeout)
-    return Projected(done.seconds, done.peak_rss_mb)
+def _measured(procs: Processes, name: str, args: list[str], env: Mapping[str, str],
+              timeout: float, postgres: Postgres | None) -> tuple[Projected, Path]:
+    meter = Meter(postgres)
+    meter.start()
+    done = procs.check(name, args, env, timeout)
+    spent = meter.stop()
+    return Projected(done.seconds, done.peak_rss_mb, done.cpu_seconds, spent.postgres), done.log
 
 
-def rebuild(procs: Processes, env: Mapping[str, str],
-            timeout: float) -> tuple[float, dict[str, Any]]:
-    """Wall seconds and the `--json` summary of a rebuild into a new generation."""
-    done = procs.check("rebuild", [*command("projector"), "rebuild", "--from-offset",
-                                   "earliest", "--json"], env, timeout)
-    for line in reversed(done.log.read_text(errors="replace").splitlines()):
+def run_until_caught_up(procs: Processes, env: Mapping[str, str], timeout: float,
+                        postgres: Postgres | None = None) -> Projected:
+    projected, _ = _measured(procs, "run", [*command("projector"), "run", "--until-caught-up"],
+                             env, timeout, postgres)
+    return projected
+
+
+def rebuild(procs: Processes, env: Mapping[str, str], timeout: float,
+            postgres: Postgres | None = None) -> tuple[Projected, dict[str, Any]]:
+    """Wall seconds, CPU, peak RSS and the `--json` summary of a rebuild (a new generation)."""
+    done, log = _measured(procs, "rebuild", [*command("projector"), "rebuild", "--from-offset",
+                                             "earliest", "--json"], env, timeout, postgres)
+    for line in reversed(log.read_text(errors="replace").splitlines()):
         if line.startswith("{"):
             try:
                 summary: dict[str, Any] = json.loads(line)
             except ValueError:
                 continue
             if not summary.get("switched", True):
-                raise BenchError(f"rebuild did not switch generations (log {done.log})")
-            return done.seconds, summary
-    raise BenchError(f"rebuild printed no JSON summary (log {done.log}):\n{tail(done.log)}")
+                raise BenchError(f"rebuild did not switch generations (log {log})")
+            return done, summary
+    raise BenchError(f"rebuild printed no JSON summary (log {log}):\n{tail(log)}")
 
 
 def pg_offsets(database_url: str) -> int:
@@ -87,6 +102,8 @@ class SqliteRun:
     first_tenth: float  # events/s over lines [0, 10%)
     last_tenth: float  # events/s over lines [90%, 100%)
     samples: int
+    cpu_seconds: float  # the projector process (utime + stime)
+    peak_rss_mb: float
 
 
 def sqlite_run(procs: Processes, env: Mapping[str, str], db_path: Path, events: int,
@@ -105,8 +122,14 @@ def sqlite_run(procs: Processes, env: Mapping[str, str], db_path: Path, events: 
     samples: list[tuple[float, int]] = []
     deadline = time.monotonic() + timeout
     uri = f"file:{db_path}?mode=ro"
+    cpu_seconds = peak_rss_mb = 0.0
     while True:
-        exited = proc.poll() is not None
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        exited = pid != 0
+        if exited:  # the child's own rusage, as Processes.run takes it
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu_seconds = usage.ru_utime + usage.ru_stime
+            peak_rss_mb = usage.ru_maxrss / 1024
         now = time.perf_counter() - start
         offset = _sqlite_offset(uri)
         if offset is not None:
@@ -130,7 +153,7 @@ def sqlite_run(procs: Processes, env: Mapping[str, str], db_path: Path, events: 
     tenth = events / 10
     t10, t90 = _time_at(samples, tenth), _time_at(samples, events - tenth)
     return SqliteRun(seconds, tenth / max(t10 - zero, 1e-3), tenth / max(end - t90, 1e-3),
-                     len(samples))
+                     len(samples), cpu_seconds, peak_rss_mb)
 
 
 def _sqlite_offset(uri: str) -> int | None:

@@ -57,8 +57,10 @@ def delivery_key(line: bytes) -> bytes:
     return str(value["deliveryId"]).encode("utf-8")
 
 
-def produce_file(bootstrap: str, topic: str, path: Path, timeout: float) -> float:
-    """Every line of ``path`` into ``topic`` in order, keyed like simulate; returns seconds."""
+def produce_file(bootstrap: str, topic: str, path: Path, timeout: float,
+                 limit: int | None = None) -> float:
+    """The lines of ``path`` (the first ``limit``; None: all) into ``topic`` in order,
+    keyed like simulate; returns seconds."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -71,6 +73,8 @@ def produce_file(bootstrap: str, topic: str, path: Path, timeout: float) -> floa
         futures = []
         with open(path, "rb") as fh:
             for n, raw in enumerate(fh):
+                if limit is not None and n >= limit:
+                    break
                 line = raw.rstrip(b"\n")
                 if not line.strip():
                     continue
