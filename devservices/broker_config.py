@@ -52,6 +52,9 @@ LOCAL_TUNING: Final[Mapping[str, str]] = {
     "num.io.threads": "4",
     "num.recovery.threads.per.data.dir": "1",
     "log.retention.hours": "168",
+    # How often the broker deletes segments past a topic's retention.ms (Kafka's default
+    # is 5 minutes): the retention tests set a short retention.ms and wait for it.
+    "log.retention.check.interval.ms": "1000",
 }
 
 # Settings that name hosts, ports and paths: set per deployment.

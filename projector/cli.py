@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="switch even if SPEC leaves nothing to replay (the read model would be emptied)",
     )
+    rebuild.add_argument(
+        "--allow-loss",
+        action="store_true",
+        help="rebuild from the topic even if retention removed events the served generation"
+        " holds (they are lost; --from-history keeps them)",
+    )
     rebuild.add_argument("--resume", action="store_true", help="resume an interrupted rebuild")
     rebuild.add_argument("--discard", action="store_true", help="discard an interrupted rebuild")
     rebuild.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -237,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("projector: interrupted", file=sys.stderr)
         return 130
     except ProjectorError as exc:
-        return _fail(str(exc), 1)
+        return _fail(str(exc), exc.exit_code)
     except OperationalError as exc:
         where = redacted(settings.database_url) if settings is not None else "the database"
         return _fail(f"database {where} is unavailable: {_first_line(exc)}", 1)

@@ -21,6 +21,7 @@ from projector.settings import Settings
 from projector.sources import open_source
 from projector.sources.base import SourceMessage, TopicPartition
 from projector.store import SqlStore
+from projector.store.retention import served_before_start
 from projector.terminal import escape_json_text, json_line, printable, printable_lines
 from schema import status as status_queries
 from schema.db import (
@@ -94,11 +95,15 @@ def collect_status(settings: Settings, ask_source: bool = True) -> dict[str, Any
         offsets = status_queries.partition_offsets(conn, generation)
         counts = status_queries.counts(conn, generation)
     ends: dict[tuple[str, int], int] | None = None
+    gone: dict[TopicPartition, int] | None = None
     if ask_source:
         source = open_source(settings, group=False)
         try:
             partitions = source.partitions()
             ends = {(tp.topic, tp.partition): e for tp, e in source.end_offsets(partitions).items()}
+            begins = source.beginning_offsets(partitions)
+            with engine.connect() as conn:
+                gone = served_before_start(conn, generation, begins)
             known = {(p.topic, p.partition) for p in offsets}
             for tp in partitions:
                 if (tp.topic, tp.partition) not in known:
@@ -106,10 +111,17 @@ def collect_status(settings: Settings, ask_source: bool = True) -> dict[str, Any
             offsets.sort(key=lambda p: (p.topic, p.partition))
         except SourceUnavailable as exc:
             log.warning("end offsets unknown: %s", exc)
-            ends = None
+            ends = gone = None
         finally:
             source.close()
-    return status_queries.status_document(generation, offsets, ends, counts)
+    doc = status_queries.status_document(generation, offsets, ends, counts)
+    for p in doc["partitions"]:
+        # Served events below the partition's start offset (retention, deleted records);
+        # null when the source was not asked.
+        p["eventsGoneFromSource"] = (
+            None if gone is None else gone.get(TopicPartition(p["topic"], p["partition"]), 0)
+        )
+    return doc
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
@@ -118,12 +130,21 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         print(json_line(doc))
         return 0
     print(f"generation {doc['generation']}")
-    print(f"{'topic':<40} {'partition':>9} {'next':>10} {'end':>10} {'lag':>8}")
+    print(f"{'topic':<40} {'partition':>9} {'next':>10} {'end':>10} {'lag':>8} {'gone':>8}")
     for p in doc["partitions"]:
         end = "?" if p["endOffset"] is None else p["endOffset"]
         lag = "?" if p["lag"] is None else p["lag"]
+        gone = "?" if p["eventsGoneFromSource"] is None else p["eventsGoneFromSource"]
         topic = printable(p["topic"])[-40:]
-        print(f"{topic:<40} {p['partition']:>9} {p['nextOffset']:>10} {end:>10} {lag:>8}")
+        print(
+            f"{topic:<40} {p['partition']:>9} {p['nextOffset']:>10} {end:>10} {lag:>8} {gone:>8}"
+        )
+    lost = sum(p["eventsGoneFromSource"] or 0 for p in doc["partitions"])
+    if lost:
+        print(
+            f"the topic no longer holds {lost} served events (gone): a rebuild from the topic"
+            " would lose them; `projector rebuild --from-history` keeps them"
+        )
     print(
         f"events applied: {doc['eventsApplied']}  unknown: {doc['unknownEvents']}  "
         f"dead letters: {doc['deadLetters']}  last event: {doc['lastEventAt'] or '-'}"
@@ -334,6 +355,7 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
         discard=args.discard,
         keep_old=args.keep_old,
         allow_empty=args.allow_empty,
+        allow_loss=args.allow_loss,
     )
     summary = run_rebuild(settings, request)
     print(_summary_text(summary, args.json), flush=True)

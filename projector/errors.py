@@ -6,6 +6,9 @@ from __future__ import annotations
 class ProjectorError(Exception):
     """Base of the projector's errors; its message is one line for the operator."""
 
+    #: The command's exit status when this error ends it.
+    exit_code: int = 1
+
 
 class ConfigError(ProjectorError):
     """A setting or flag has a value we cannot use."""
@@ -33,3 +36,9 @@ class SpecError(ProjectorError):
 
 class RebuildError(ProjectorError):
     """A rebuild cannot start or continue (another one runs, nothing to resume)."""
+
+
+class RetentionLoss(RebuildError):
+    """A rebuild from the topic would lose served events the topic no longer holds."""
+
+    exit_code = 2

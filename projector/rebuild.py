@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from projector import generations
+from projector import generations, retention
 from projector.errors import GenerationChanged, RebuildError
 from projector.generations import NotCaughtUp
 from projector.loop import Mode, Projector, Totals
@@ -36,6 +36,7 @@ from projector.sources import open_source
 from projector.sources.base import EventSource, TopicPartition
 from projector.spec import OffsetSpec, parse_spec, resolve
 from projector.store import ReadModelStore, SqlStore, deliveries_since
+from projector.store.retention import served_before_start
 from schema.db import make_engine
 from schema.lifecycle import GenerationPurpose, GenerationStatus
 from schema.tables import deliveries, delivery_events
@@ -70,6 +71,8 @@ class RebuildRequest:
     spec: OffsetSpec = field(default_factory=lambda: parse_spec("earliest"))
     keep_old: bool = False
     allow_empty: bool = False
+    #: Rebuild from the topic even if it no longer holds events the served generation has.
+    allow_loss: bool = False
 
     @classmethod
     def of(
@@ -81,6 +84,7 @@ class RebuildRequest:
         discard: bool = False,
         keep_old: bool = False,
         allow_empty: bool = False,
+        allow_loss: bool = False,
     ) -> RebuildRequest:
         """The request for these flags; contradictory ones raise ``RebuildError``."""
         chosen = [name for name, on in (("resume", resume), ("discard", discard),
@@ -94,13 +98,15 @@ class RebuildRequest:
             )
         if keep_old and (in_place or discard):
             raise RebuildError("--keep-old only applies to a rebuild into a new generation")
+        if allow_loss and (resume or discard):
+            raise RebuildError("--allow-loss only applies to a rebuild from the topic")
         mode = (
             RebuildMode.RESUME if resume
             else RebuildMode.DISCARD if discard
             else RebuildMode.IN_PLACE if in_place
             else RebuildMode.NEW_GENERATION
         )
-        return cls(mode, parse_spec(from_offset), keep_old, allow_empty)
+        return cls(mode, parse_spec(from_offset), keep_old, allow_empty, allow_loss)
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,7 @@ def run_rebuild(settings: Settings, request: RebuildRequest) -> Summary:
     if request.mode is RebuildMode.RESUME:
         return _resume(settings, engine, store, keep_old=request.keep_old)
     if request.mode is RebuildMode.IN_PLACE:
-        return _in_place(settings, engine, store, request.spec)
+        return _in_place(settings, engine, store, request.spec, allow_loss=request.allow_loss)
     return _new_generation(
         settings,
         engine,
@@ -134,6 +140,7 @@ def run_rebuild(settings: Settings, request: RebuildRequest) -> Summary:
         request.spec,
         keep_old=request.keep_old,
         allow_empty=request.allow_empty,
+        allow_loss=request.allow_loss,
     )
 
 
@@ -146,10 +153,12 @@ def _new_generation(
     *,
     keep_old: bool,
     allow_empty: bool = False,
+    allow_loss: bool = False,
 ) -> Summary:
     owner = owner_name()
     source, partitions = _assigned_source(settings)
     try:
+        _guard_retention(engine, source, partitions, allow_loss=allow_loss)
         starts = _start_offsets(source, partitions, spec)
         if not allow_empty:
             _refuse_empty(engine, source, partitions, starts, spec)
@@ -279,7 +288,12 @@ def _after_switch(engine: Engine, summary: Summary, keep_old: bool) -> None:
 
 # -- in place -----------------------------------------------------------------------------
 def _in_place(
-    settings: Settings, engine: Engine, store: ReadModelStore, spec: OffsetSpec
+    settings: Settings,
+    engine: Engine,
+    store: ReadModelStore,
+    spec: OffsetSpec,
+    *,
+    allow_loss: bool = False,
 ) -> Summary:
     """Reset the active generation's checkpoints to SPEC and replay into it.
 
@@ -309,6 +323,7 @@ def _in_place(
     try:
         source, partitions = _assigned_source(settings)
         try:
+            _guard_retention(engine, source, partitions, allow_loss=allow_loss)
             wanted = _start_offsets(source, partitions, spec)
             stored = store.offsets(generation)
             begins = source.beginning_offsets(partitions)
@@ -507,6 +522,23 @@ def _assigned_source(settings: Settings) -> tuple[EventSource, list[TopicPartiti
         source.close()
         raise
     return source, partitions
+
+
+def _guard_retention(
+    engine: Engine,
+    source: EventSource,
+    partitions: Sequence[TopicPartition],
+    *,
+    allow_loss: bool,
+) -> None:
+    """Refuse a rebuild from the topic that would drop served events (``projector.retention``)."""
+    begins = source.beginning_offsets(partitions)
+    with engine.connect() as conn:
+        current = generations.active(conn).generation
+        gone = retention.Gone.of(current, served_before_start(conn, current, begins))
+    retention.check(gone, allow_loss=allow_loss)
+    if gone.total:
+        log.warning("--allow-loss: rebuilding anyway; %s", gone.describe())
 
 
 def _refuse_empty(

@@ -38,7 +38,7 @@ def test_a_json_lines_stream_gives_status_counts_that_follow_the_contract(db_url
     status = json.loads(run_projector(["status", "--json"], env).stdout)
     assert status == {
         "partitions": [{"topic": str(stream.resolve()), "partition": 0, "nextOffset": 10,
-                        "endOffset": 10, "lag": 0}],
+                        "endOffset": 10, "lag": 0, "eventsGoneFromSource": 0}],
         "eventsApplied": 6,  # a1 a2 a3 a4 b1 b2; the duplicate counts once
         "unknownEvents": 1,
         "deadLetters": 2,
