@@ -16,7 +16,7 @@ from projector.errors import ConfigError, ProjectorError, SourceUnavailable
 from projector.loop import Projector, stderr_progress
 from projector.progress import Summary
 from projector.rebuild import RebuildRequest, VerifyRequest, run_rebuild, run_verify
-from projector.runtime import install_stop_signals, open_engine
+from projector.runtime import install_stop_signals, open_engine, stall_watch
 from projector.settings import Settings
 from projector.sources import open_source
 from projector.sources.base import SourceMessage, TopicPartition
@@ -37,7 +37,7 @@ log = logging.getLogger("projector")
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    engine = open_engine(settings, check=False)
+    engine = open_engine(settings, check=False, bounded=False)
     before, after = migrate(engine)
     where = redacted(settings.database_url)
     if before == after:
@@ -49,7 +49,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     engine = open_engine(settings)
-    store = SqlStore(engine, settings.source_tz)
+    store = SqlStore(engine, settings.source_tz, stall_watch=stall_watch(settings, engine))
     source = open_source(settings, group=True)
     projector = Projector(
         source,

@@ -22,6 +22,15 @@ class StoreUnavailable(ProjectorError):
     """The read-model database cannot be reached."""
 
 
+class Stalled(ProjectorError):
+    """The database ended our session: this process stood still inside a transaction
+    longer than its bound (``PROJECTOR_IDLE_IN_TRANSACTION_TIMEOUT_MS``).
+
+    Its batch was rolled back and its partitions may belong to another projector
+    by now; not retried: the process exits and its supervisor starts it afresh.
+    """
+
+
 class Fenced(ProjectorError):
     """Another consumer took over a partition: this one must not commit for it."""
 

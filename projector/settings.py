@@ -42,6 +42,13 @@ class Settings:
     kafka_session_timeout_ms: int = 6000
     kafka_heartbeat_interval_ms: int = 1000
     kafka_group_instance_id: str = ""
+    # Bounded hand-over (issue #20): PostgreSQL ends a session of ours that sits inside
+    # a transaction without a statement for longer than this (a projector frozen by
+    # SIGSTOP, a long pause, a frozen VM), so its offset rows' locks are released and
+    # its successor can claim the partitions; and ends any one statement of ours that
+    # runs longer than ``statement_timeout_ms``. 0 turns either off.
+    idle_in_transaction_timeout_ms: int = 10000
+    statement_timeout_ms: int = 60000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -62,6 +69,14 @@ class Settings:
                 ),
                 kafka_group_instance_id=shared.text(
                     env, "KAFKA_GROUP_INSTANCE_ID", defaults.kafka_group_instance_id
+                ),
+                idle_in_transaction_timeout_ms=shared.integer(
+                    env,
+                    "PROJECTOR_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                    defaults.idle_in_transaction_timeout_ms,
+                ),
+                statement_timeout_ms=shared.integer(
+                    env, "PROJECTOR_STATEMENT_TIMEOUT_MS", defaults.statement_timeout_ms
                 ),
             )
         except SettingError as exc:
@@ -92,6 +107,10 @@ class Settings:
                 "KAFKA_HEARTBEAT_INTERVAL_MS must be at least 1 and below "
                 f"KAFKA_SESSION_TIMEOUT_MS ({self.kafka_session_timeout_ms})"
             )
+        if self.idle_in_transaction_timeout_ms < 0:
+            raise ConfigError("PROJECTOR_IDLE_IN_TRANSACTION_TIMEOUT_MS must not be negative")
+        if self.statement_timeout_ms < 0:
+            raise ConfigError("PROJECTOR_STATEMENT_TIMEOUT_MS must not be negative")
         if self.kafka_group_instance_id and not _INSTANCE_ID.fullmatch(
             self.kafka_group_instance_id
         ):

@@ -34,6 +34,15 @@ RETRYABLE_SQLITE_CODES: Final = frozenset(
 )
 
 
+#: The server ended a session that stood idle inside a transaction past its bound.
+IDLE_IN_TRANSACTION_TIMEOUT: Final = "25P03"
+
+
+def is_stalled(exc: BaseException) -> bool:
+    """True when PostgreSQL ended our session for standing still inside a transaction."""
+    return getattr(driver_error(exc), "sqlstate", None) == IDLE_IN_TRANSACTION_TIMEOUT
+
+
 def driver_error(exc: BaseException) -> BaseException:
     """The driver's own exception under SQLAlchemy's wrapper, if any."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:

@@ -22,11 +22,12 @@ from sqlalchemy import Connection, Engine, and_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from projector.errors import Fenced, GenerationChanged, StoreUnavailable
+from projector.errors import Fenced, GenerationChanged, Stalled, StoreUnavailable
 from projector.runtime import now, owner_name
 from projector.sources.base import SourceMessage, TopicPartition
+from projector.stall import StallWatch
 from projector.store.base import BatchResult, Claim, PreparedBatch, prepare_batch
-from projector.store.failures import first_line, is_database_error, is_retryable
+from projector.store.failures import first_line, is_database_error, is_retryable, is_stalled
 from projector.store.pg import PgTables
 from projector.store.rows import history_row
 from projector.store.sqlite import SqliteTables
@@ -46,9 +47,14 @@ log = logging.getLogger(__name__)
 
 
 class SqlStore:
-    def __init__(self, engine: Engine, source_tz: tzinfo = UTC) -> None:
+    def __init__(
+        self, engine: Engine, source_tz: tzinfo = UTC, *, stall_watch: StallWatch | None = None
+    ) -> None:
         self.engine = engine
         self.source_tz = source_tz
+        # With a watch, a lost connection after the process stood still inside the
+        # transaction is ``Stalled``, not an outage to retry (projector/stall.py).
+        self.stall_watch = stall_watch
         self.owner = owner_name()
         self._pg = engine.dialect.name == "postgresql"
         self.tables: PgTables | SqliteTables = PgTables() if self._pg else SqliteTables()
@@ -444,10 +450,10 @@ class SqlStore:
         )
 
     def _begin(self) -> Any:
-        return _Guard(self.engine, begin=True)
+        return _Guard(self.engine, begin=True, watch=self.stall_watch)
 
     def _connect(self) -> Any:
-        return _Guard(self.engine, begin=False)
+        return _Guard(self.engine, begin=False, watch=self.stall_watch)
 
 
 class _Guard:
@@ -457,12 +463,16 @@ class _Guard:
     through the driver: both kinds of error are classified here, by code.
     """
 
-    def __init__(self, engine: Engine, *, begin: bool) -> None:
+    def __init__(self, engine: Engine, *, begin: bool, watch: StallWatch | None = None) -> None:
         self.engine = engine
         self.begin = begin
+        self.watch = watch
+        self._began = 0.0
         self._cm: Any = None
 
     def __enter__(self) -> Connection:
+        if self.watch is not None:
+            self._began = self.watch.now()
         try:
             self._cm = self.engine.begin() if self.begin else self.engine.connect()
             return self._cm.__enter__()  # type: ignore[no-any-return]
@@ -473,11 +483,34 @@ class _Guard:
         try:
             self._cm.__exit__(exc_type, exc, tb)
         except Exception as failure:  # the commit (or rollback) itself failed
+            if self._stalled(failure) or (exc is not None and self._stalled(exc)):
+                raise stalled(failure) from failure
             if is_database_error(failure) and is_retryable(failure):
                 raise unavailable(self.engine, failure) from failure
             raise
+        if exc is not None and self._stalled(exc):
+            raise stalled(exc) from exc
         if exc is not None and is_database_error(exc) and is_retryable(exc):
             raise unavailable(self.engine, exc) from exc
+
+    def _stalled(self, exc: BaseException) -> bool:
+        """The server ended our session for standing still in a transaction (it said so,
+        or the connection is gone after this process stood still past the bound)."""
+        if not is_database_error(exc):
+            return False
+        if is_stalled(exc):
+            return True
+        return (
+            self.watch is not None and is_retryable(exc) and self.watch.stood_still(self._began)
+        )
+
+
+def stalled(exc: BaseException) -> Stalled:
+    return Stalled(
+        "this projector stood still inside a database transaction past its bound"
+        f" (PROJECTOR_IDLE_IN_TRANSACTION_TIMEOUT_MS; {first_line(exc)}): the batch was"
+        " rolled back and another projector may own its partitions now; exiting"
+    )
 
 
 def unavailable(engine: Engine, exc: BaseException) -> StoreUnavailable:
