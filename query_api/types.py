@@ -165,8 +165,9 @@ class Delivery:
         )
 
     @strawberry.field(description="Per field of this row that an event set, the event that "
-                      "set it last (fold order); computed by the fold itself")  # type: ignore[untyped-decorator]
-    async def lineage(self) -> list[FieldLineage]:
+                      "set it last (fold order); computed by the fold itself. Null with an "
+                      "error when it cannot be folded: the rest of the row still answers")  # type: ignore[untyped-decorator]
+    async def lineage(self) -> list[FieldLineage] | None:
         folded = await self._timeline()
         return [
             FieldLineage(
@@ -179,8 +180,9 @@ class Delivery:
         ]
 
     @strawberry.field(description="The state path the fold took, in fold order, with the "
-                      "transitions later commits rewrote")  # type: ignore[untyped-decorator]
-    async def transitions(self) -> list[StateTransition]:
+                      "transitions later commits rewrote. Null with an error when it cannot be "
+                      "traced: the rest of the row still answers")  # type: ignore[untyped-decorator]
+    async def transitions(self) -> list[StateTransition] | None:
         folded = await self._timeline()
         if folded.untraced:
             raise UserInputError(untraced_message(str(self.id)))
