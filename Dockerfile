@@ -8,6 +8,7 @@ WORKDIR /src
 # psycopg[binary] ships its own libpq, so no system packages are needed.
 COPY pyproject.toml README.md ./
 COPY schema ./schema
+COPY producer ./producer
 COPY projector ./projector
 COPY query_api ./query_api
 RUN python -m venv /opt/venv \

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from producer.errors import ProducerError
 from projector.errors import ProjectorError
 from projector.settings import Settings
 from projector.terminal import json_line, printable, printable_lines
@@ -244,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except ProjectorError as exc:
         return _fail(str(exc), exc.exit_code)
+    except ProducerError as exc:
+        return _fail(str(exc), 1)
     except OperationalError as exc:
         where = redacted(settings.database_url) if settings is not None else "the database"
         return _fail(f"database {where} is unavailable: {_first_line(exc)}", 1)

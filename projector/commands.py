@@ -258,7 +258,7 @@ def _dead_letters_replay(engine: Engine, settings: Settings, args: argparse.Name
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from projector.simulate import DEFAULT_START, SimulationConfig, encode, simulate
+    from producer.simulate import DEFAULT_START, SimulationConfig, encode, simulate
 
     if args.deliveries is None:  # --follow writes no backlog unless asked to
         args.deliveries = 0 if args.follow else 100
@@ -285,7 +285,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     )
     stream = simulate(config)
     if getattr(args, "to_outbox", None):
-        from projector.outbox import simulate_to_outbox
+        from producer.outbox import simulate_to_outbox
 
         return simulate_to_outbox(args.to_outbox, stream, args.deliveries,
                                   args.outbox_payload, args.outbox_delete)
@@ -298,7 +298,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
             raise ProjectorError(f"cannot write {args.out}: {exc.strerror}") from exc
         print(f"wrote {len(stream)} events of {args.deliveries} deliveries to {args.out}")
         return 0
-    from projector.produce import produce
+    from producer.produce import produce
 
     produce(settings, [(e["deliveryId"].encode(), encode(e)) for e in stream], args.partitions)
     print(
@@ -310,7 +310,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 def _simulate_follow(settings: Settings, args: argparse.Namespace) -> int:
     """``simulate --follow``: the live stream at ``--rate`` until SIGINT or SIGTERM."""
-    from projector.simulate import LiveConfig, follow_file, follow_kafka, next_delivery_number
+    from producer.simulate import LiveConfig, follow_file, follow_kafka, next_delivery_number
 
     if not args.rate > 0:
         raise ConfigError("--rate must be more than 0 events a second")

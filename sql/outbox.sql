@@ -1,6 +1,6 @@
 -- The delivery core's tables: its current state and its transactional outbox,
 -- relayed to Kafka by Debezium's outbox event router
--- (services/connect/outbox-connector.json). Generated from projector/outbox.py
+-- (services/connect/outbox-connector.json). Generated from producer/outbox.py
 -- (outbox_ddl); tests/unit/test_outbox.py keeps this file equal to it.
 -- payload may also be text: `projector simulate --to-outbox URL --outbox-payload text`.
 

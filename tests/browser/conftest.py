@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from projector.simulate import SimulationConfig, encode, simulate
+from producer.simulate import SimulationConfig, encode, simulate
 from tests.api_support import free_port
 from tests.browser.cdp import Browser, Page, chromium_path
 from tests.helpers import ROOT, expected_rows, make_event, projector_env, run_projector, wait_until

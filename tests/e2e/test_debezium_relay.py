@@ -32,8 +32,8 @@ from devservices._proc import locked
 from devservices.errors import ServicesError
 from devservices.settings import Settings as ServicesSettings
 from devservices.state import load_state, save_state
-from projector import outbox
-from projector.simulate import SimulationConfig, encode, simulate
+from producer import outbox
+from producer.simulate import SimulationConfig, encode, simulate
 from tests.api_support import live_server, settings_for
 from tests.fault.support import LogRecord, assert_read_model_equals_fold
 from tests.helpers import ROOT, create_pg_database, history_ids, projector_env, unique, wait_until

@@ -139,14 +139,14 @@ def assert_read_model_equals_fold(db_url: str, records: Sequence[LogRecord],
 
 
 # -- streams and publishing -------------------------------------------------------
-#: Events per simulated delivery, on average (projector/simulate.py).
+#: Events per simulated delivery, on average (producer/simulate.py).
 EVENTS_PER_DELIVERY = 4.25
 
 
 def simulated_log(events: int, seed: int) -> list[LogRecord]:
-    """A realistic stream (projector/simulate.py) of exactly ``events`` records, keyed
+    """A realistic stream (producer/simulate.py) of exactly ``events`` records, keyed
     by delivery id; the last deliveries may be cut short (still under way)."""
-    from projector.simulate import SimulationConfig, encode, simulate
+    from producer.simulate import SimulationConfig, encode, simulate
 
     deliveries = max(1, int(events / EVENTS_PER_DELIVERY) + 1)
     stream = simulate(SimulationConfig(deliveries=deliveries, seed=seed))
@@ -157,7 +157,7 @@ def simulated_log(events: int, seed: int) -> list[LogRecord]:
 
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
-    from projector.produce import ensure_topic as create
+    from producer.produce import ensure_topic as create
     from projector.settings import Settings
 
     create(Settings(kafka_bootstrap_servers=bootstrap, kafka_topic=topic), partitions)

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from projector.simulate import SimulationConfig, encode, simulate
+from producer.simulate import SimulationConfig, encode, simulate
 from tests.api_support import live_server, settings_for
 from tests.fault.support import LogRecord, assert_read_model_equals_fold
 from tests.helpers import ROOT, projector_env, run_projector, stored_offsets, unique, wait_until

@@ -1,6 +1,6 @@
 """Faults at the source, real Kafka -> projector -> PostgreSQL.
 
-Scenario 6, duplicates and reordering: a realistic stream (projector/simulate.py,
+Scenario 6, duplicates and reordering: a realistic stream (producer/simulate.py,
 which already has a few late and redelivered events) with each delivery's events
 shuffled within a window, and a random 10% of the events published a second time
 later on. The read model must equal the pure fold of the whole log.
@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from projector.simulate import SimulationConfig, encode, simulate
+from producer.simulate import SimulationConfig, encode, simulate
 from schema.db import make_engine
 from schema.events import ErrorCode, EventParseError, parse_message
 from schema.lifecycle import DeadLetterStatus

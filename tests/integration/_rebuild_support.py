@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from projector.produce import produce
+from producer.produce import produce
+from producer.simulate import SimulationConfig, encode, simulate
 from projector.settings import Settings
-from projector.simulate import SimulationConfig, encode, simulate
 from schema.db import make_engine
 from schema.tables import deliveries, delivery_events, generations
 from tests.helpers import (

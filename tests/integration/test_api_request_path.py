@@ -181,7 +181,7 @@ def test_operations_past_the_concurrency_wait_then_are_told_the_api_is_busy(
 # -- /healthz while heavy-but-allowed queries run ---------------------------------------
 @pytest.fixture(scope="module")
 def busy_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    from projector.simulate import SimulationConfig, simulate
+    from producer.simulate import SimulationConfig, simulate
 
     folder = tmp_path_factory.mktemp("busy")
     stream = write_jsonl(folder / "s.jsonl", simulate(SimulationConfig(deliveries=500, seed=3)))

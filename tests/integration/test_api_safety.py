@@ -363,7 +363,7 @@ def test_metrics_count_operations_by_name(client: TestClient) -> None:
 def test_a_query_asking_for_millions_of_results_is_refused_before_it_runs(
         tmp_path: Path) -> None:
     """Within the depth, alias and token limits, 30 x 500 x 500 events is still too much."""
-    from projector.simulate import SimulationConfig, simulate
+    from producer.simulate import SimulationConfig, simulate
 
     stream = write_jsonl(tmp_path / "s.jsonl", simulate(SimulationConfig(deliveries=300, seed=2)))
     url = f"sqlite:///{tmp_path / 'rm.db'}"

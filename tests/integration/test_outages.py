@@ -16,9 +16,9 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.engine import make_url
 
-from projector.produce import produce
+from producer.produce import produce
+from producer.simulate import SimulationConfig, encode, simulate
 from projector.settings import Settings
-from projector.simulate import SimulationConfig, encode, simulate
 from tests.helpers import (
     ROOT,
     expected_rows,

@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import create_engine, text
 
-from projector.simulate import SimulationConfig, encode, simulate
+from producer.simulate import SimulationConfig, encode, simulate
 from schema.events import parse_message
 from schema.fold import fold
 from tests.helpers import projector_env, run_projector

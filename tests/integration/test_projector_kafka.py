@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from projector.produce import produce
+from producer.produce import produce
+from producer.simulate import SimulationConfig, encode, simulate
 from projector.settings import Settings
-from projector.simulate import SimulationConfig, encode, simulate
 from schema.db import make_engine
 from schema.tables import dead_letters, delivery_events, projection_offsets
 from tests.helpers import (

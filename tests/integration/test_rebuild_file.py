@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from projector.simulate import SimulationConfig, encode, simulate
+from producer.simulate import SimulationConfig, encode, simulate
 from tests.helpers import expected_rows, projector_env, run_projector, table_rows
 from tests.integration._rebuild_support import gens, row_counts_by_generation
 

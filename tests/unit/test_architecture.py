@@ -16,7 +16,7 @@ from tests.helpers import ROOT
 
 pytestmark = pytest.mark.unit
 
-PACKAGES = ("schema", "projector", "query_api", "benchmarks", "devservices")
+PACKAGES = ("schema", "producer", "projector", "query_api", "benchmarks", "devservices")
 
 
 def _modules() -> dict[str, Path]:
@@ -122,6 +122,9 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     ("schema", ("projector", "query_api")),
     ("query_api", ("projector",)),
     ("projector", ("query_api",)),
+    ("producer", ("projector", "query_api")),
+    ("schema", ("producer",)),
+    ("query_api", ("producer",)),
 ])
 def test_each_side_imports_only_the_contract(package: str, forbidden: tuple[str, ...]) -> None:
     offenders = sorted(
@@ -130,6 +133,17 @@ def test_each_side_imports_only_the_contract(package: str, forbidden: tuple[str,
         for target in targets if target.split(".")[0] in forbidden
     )
     assert offenders == []
+
+
+def test_the_producer_side_is_read_and_only_the_projectors_command_line_uses_it() -> None:
+    graph = _graph()
+    assert "producer.errors" in graph["producer.outbox"]
+    assert "producer.produce" in graph["producer.simulate"]
+    users = sorted(
+        name for name, targets in graph.items()
+        if name.split(".")[0] == "projector" and any(t.split(".")[0] == "producer" for t in targets)
+    )
+    assert users and all(u.startswith(("projector.cli", "projector.commands")) for u in users), users
 
 
 def test_the_fold_imports_neither_a_database_nor_a_broker() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from projector.errors import ProjectorError
-from projector.outbox import engine_for, outbox_ddl, outbox_id
+from producer.errors import ProducerError
+from producer.outbox import engine_for, outbox_ddl, outbox_id
 
 pytestmark = pytest.mark.unit
 
@@ -21,7 +21,7 @@ def test_the_shipped_ddl_is_the_one_the_code_writes() -> None:
 
 def test_the_payload_column_is_jsonb_or_text() -> None:
     assert "payload       text," in outbox_ddl("text")
-    with pytest.raises(ProjectorError):
+    with pytest.raises(ProducerError):
         outbox_ddl("bytea")
 
 
@@ -33,6 +33,6 @@ def test_uuid_event_ids_are_the_outbox_id_and_others_map_to_a_stable_uuid() -> N
 
 
 def test_the_outbox_needs_postgresql() -> None:
-    with pytest.raises(ProjectorError, match="PostgreSQL"):
+    with pytest.raises(ProducerError, match="PostgreSQL"):
         engine_for("sqlite:///x.db")
     assert engine_for("postgresql://u@h/db").url.drivername == "postgresql+psycopg"

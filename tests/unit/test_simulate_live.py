@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from projector.simulate import LiveConfig, highest_delivery_number, live_events, pace
+from producer.simulate import LiveConfig, highest_delivery_number, live_events, pace
 from schema.events import parse_message
 from tests.helpers import encode
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from projector.settings import Settings
+    from producer.produce import KafkaTarget
 
 DEFAULT_START = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 
@@ -269,7 +269,7 @@ def follow_file(
 
 
 def follow_kafka(
-    settings: Settings, config: LiveConfig, stopped: Callable[[], bool], partitions: int = 3
+    settings: KafkaTarget, config: LiveConfig, stopped: Callable[[], bool], partitions: int = 3
 ) -> int:
     """Produces the live stream to the topic (keyed by delivery id) until ``stopped()``.
 
@@ -279,8 +279,8 @@ def follow_kafka(
     """
     from kafka.errors import KafkaError
 
-    from projector.errors import SourceUnavailable
-    from projector.produce import open_producer
+    from producer.errors import KafkaUnavailable
+    from producer.produce import open_producer
 
     producer = open_producer(settings, partitions)
     written = 0
@@ -293,7 +293,7 @@ def follow_kafka(
             producer.flush(timeout=30)
             written += len(batch)
     except KafkaError as exc:
-        raise SourceUnavailable(f"producing to {settings.kafka_topic} failed: {exc}") from exc
+        raise KafkaUnavailable(f"producing to {settings.kafka_topic} failed: {exc}") from exc
     finally:
         producer.close(timeout=10)
     return written

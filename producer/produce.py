@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from projector.errors import SourceUnavailable
-from projector.settings import Settings
+from producer.errors import KafkaUnavailable
 
 if TYPE_CHECKING:
     from kafka import KafkaProducer
 
 
-def ensure_topic(settings: Settings, partitions: int = 3) -> None:
+class KafkaTarget(Protocol):
+    """Where to produce: a broker list and a topic (the projector's settings have both)."""
+
+    @property
+    def kafka_bootstrap_servers(self) -> str: ...
+
+    @property
+    def kafka_topic(self) -> str: ...
+
+
+def ensure_topic(settings: KafkaTarget, partitions: int = 3) -> None:
     """Create the topic if it does not exist (replication factor 1 if we create it)."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -20,7 +29,7 @@ def ensure_topic(settings: Settings, partitions: int = 3) -> None:
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers.split(","))
     except (KafkaError, OSError) as exc:
-        raise SourceUnavailable(
+        raise KafkaUnavailable(
             f"Kafka at {settings.kafka_bootstrap_servers} is unavailable: {exc}"
         ) from exc
     try:
@@ -29,12 +38,12 @@ def ensure_topic(settings: Settings, partitions: int = 3) -> None:
     except TopicAlreadyExistsError:
         pass
     except KafkaError as exc:
-        raise SourceUnavailable(f"cannot create topic {settings.kafka_topic}: {exc}") from exc
+        raise KafkaUnavailable(f"cannot create topic {settings.kafka_topic}: {exc}") from exc
     finally:
         admin.close()
 
 
-def open_producer(settings: Settings, partitions: int = 3) -> KafkaProducer:
+def open_producer(settings: KafkaTarget, partitions: int = 3) -> KafkaProducer:
     """A producer that keeps each delivery's order (acks from all replicas, one request
     in flight), after making sure the topic exists."""
     from kafka import KafkaProducer
@@ -49,13 +58,13 @@ def open_producer(settings: Settings, partitions: int = 3) -> KafkaProducer:
             max_in_flight_requests_per_connection=1,
         )
     except (KafkaError, OSError) as exc:
-        raise SourceUnavailable(
+        raise KafkaUnavailable(
             f"Kafka at {settings.kafka_bootstrap_servers} is unavailable: {exc}"
         ) from exc
 
 
 def produce(
-    settings: Settings,
+    settings: KafkaTarget,
     messages: Sequence[tuple[bytes | None, bytes | None]]
     | Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
     partitions: int = 3,
@@ -76,6 +85,6 @@ def produce(
         for future in futures:
             future.get(timeout=60)
     except KafkaError as exc:
-        raise SourceUnavailable(f"producing to {settings.kafka_topic} failed: {exc}") from exc
+        raise KafkaUnavailable(f"producing to {settings.kafka_topic} failed: {exc}") from exc
     finally:
         producer.close(timeout=10)

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from projector.errors import ProjectorError
+from producer.errors import ProducerError
 from schema.events import Event, EventParseError, parse_message
 from schema.fold import fold
 
@@ -42,7 +42,7 @@ EVENT_ID_NAMESPACE: Final = uuid.UUID("5b6f4d1e-2a57-4c0e-9a43-7d0f3c1b8e21")
 DDL_HEADER: Final = """\
 -- The delivery core's tables: its current state and its transactional outbox,
 -- relayed to Kafka by Debezium's outbox event router
--- (services/connect/outbox-connector.json). Generated from projector/outbox.py
+-- (services/connect/outbox-connector.json). Generated from producer/outbox.py
 -- (outbox_ddl); tests/unit/test_outbox.py keeps this file equal to it.
 -- payload may also be text: `projector simulate --to-outbox URL --outbox-payload text`.
 """
@@ -51,7 +51,7 @@ DDL_HEADER: Final = """\
 def outbox_ddl(payload_type: str = "jsonb") -> str:
     """The tables, idempotent; ``payload_type`` is ``jsonb`` or ``text``."""
     if payload_type not in PAYLOAD_TYPES:
-        raise ProjectorError(f"outbox payload type must be one of {', '.join(PAYLOAD_TYPES)}")
+        raise ProducerError(f"outbox payload type must be one of {', '.join(PAYLOAD_TYPES)}")
     return DDL_HEADER + f"""
 CREATE TABLE IF NOT EXISTS deliveries_core (
     delivery_id   varchar(128) PRIMARY KEY,
@@ -85,9 +85,9 @@ def engine_for(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ProjectorError(f"--to-outbox {url!r} is not a database URL") from None
+        raise ProducerError(f"--to-outbox {url!r} is not a database URL") from None
     if parsed.get_backend_name() != "postgresql":
-        raise ProjectorError("--to-outbox needs a PostgreSQL URL (the outbox is relayed "
+        raise ProducerError("--to-outbox needs a PostgreSQL URL (the outbox is relayed "
                              "by Debezium from PostgreSQL's logical log)")
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -106,7 +106,7 @@ def payload_column_type(conn: Connection) -> str:
         "AND column_name = 'payload'"
     )).scalar_one_or_none()
     if found is None:
-        raise ProjectorError("there is no outbox table (see sql/outbox.sql)")
+        raise ProducerError("there is no outbox table (see sql/outbox.sql)")
     return "jsonb" if found == "jsonb" else "text"
 
 
@@ -182,7 +182,7 @@ def write_stream(
                 try:
                     parsed = parse_message(json.dumps(event).encode())
                 except EventParseError as exc:
-                    raise ProjectorError(f"event {event_id}: {exc}") from exc
+                    raise ProducerError(f"event {event_id}: {exc}") from exc
                 with conn.begin():
                     core.change(conn, parsed)
                     row_id = insert_outbox(conn, event, payload_type)
@@ -192,7 +192,7 @@ def write_stream(
                 if on_commit is not None:
                     on_commit(written)
     except SQLAlchemyError as exc:
-        raise ProjectorError(f"writing the outbox failed: {exc.__class__.__name__}: "
+        raise ProducerError(f"writing the outbox failed: {exc.__class__.__name__}: "
                              f"{str(exc).splitlines()[0]}") from exc
     return OutboxReport(written=written, skipped=skipped)
 
@@ -205,7 +205,7 @@ def simulate_to_outbox(url: str, stream: list[dict[str, Any]], deliveries: int,
         try:
             create_tables(engine, payload_type)
         except SQLAlchemyError as exc:
-            raise ProjectorError(f"cannot create the outbox tables: "
+            raise ProducerError(f"cannot create the outbox tables: "
                                  f"{str(exc).splitlines()[0]}") from exc
         report = write_stream(engine, stream, delete_after_insert)
     finally:
