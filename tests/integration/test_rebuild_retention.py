@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KTP
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-from projector.simulate import SimulationConfig, encode, simulate
+from producer.simulate import SimulationConfig, encode, simulate
 from tests.helpers import encode as encode_event
 from tests.helpers import (
     expected_rows,
