@@ -21,6 +21,7 @@ from projector.settings import Settings
 from projector.sources import open_source
 from projector.sources.base import SourceMessage, TopicPartition
 from projector.store import SqlStore
+from projector.store.headers import headers_from_db
 from projector.store.retention import served_before_start
 from projector.terminal import escape_json_text, json_line, printable, printable_lines
 from schema import status as status_queries
@@ -230,7 +231,7 @@ def _dead_letters_replay(engine: Engine, settings: Settings, args: argparse.Name
             r.offset,
             r.key,
             r.value,
-            tuple((k, v.encode("utf-8") if v is not None else None) for k, v in r.headers),
+            headers_from_db(r.headers),
         )
         try:
             event = parse_message(message.value, message.key, message.headers, settings.source_tz)

@@ -187,6 +187,7 @@ dead_letters = Table(
     Column("offset", BigInteger, nullable=False),
     Column("key", LargeBinary),
     Column("value", LargeBinary),
+    # [{"key": base64, "value": base64 | null}, ...]: every byte kept (revision 0004)
     Column("headers", JsonDocument, nullable=False),
     Column("error_code", String(32), nullable=False),
     Column("reason", Text, nullable=False),

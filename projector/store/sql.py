@@ -28,6 +28,7 @@ from projector.sources.base import SourceMessage, TopicPartition
 from projector.stall import StallWatch
 from projector.store.base import BatchResult, Claim, PreparedBatch, prepare_batch
 from projector.store.failures import first_line, is_database_error, is_retryable, is_stalled
+from projector.store.headers import headers_to_db
 from projector.store.pg import PgTables
 from projector.store.rows import history_row
 from projector.store.sqlite import SqliteTables
@@ -359,10 +360,7 @@ class SqlStore:
             offset=message.offset,
             key=message.key,
             value=message.value,
-            headers=[
-                [_header_text(k.encode("utf-8", errors="surrogatepass")), _header_text(v)]
-                for k, v in message.headers
-            ],
+            headers=headers_to_db(message.headers),
             error_code=exc.code.value,
             reason=exc.reason,
             status=DeadLetterStatus.PENDING,
@@ -543,13 +541,6 @@ def deliveries_since(
 def _driver(conn: Connection) -> Any:
     """The DBAPI connection under ``conn``, inside the same transaction."""
     return conn.connection.driver_connection
-
-
-def _header_text(value: bytes | None) -> str | None:
-    """Header bytes as storable text (JSONB refuses NUL; invalid UTF-8 is escaped)."""
-    if value is None:
-        return None
-    return value.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
