@@ -20,6 +20,7 @@ from projector.loop import Mode, Projector
 from projector.sources.base import EventSource, SourceMessage, TopicPartition
 from projector.sources.file import FileSource
 from projector.store import BatchResult, ReadModelStore, SqlStore, row_to_db
+from projector.store.headers import headers_from_db
 from schema.db import make_engine, migrate
 from schema.events import parse_message
 from schema.fold import fold
@@ -449,7 +450,7 @@ def test_sql_store_dead_letters_a_poison_message_and_applies_the_rest(
     assert (first["topic"], first["partition"], first["key"], first["value"]) == (
         TOPIC, 0, b"D-1", poison,
     )
-    assert first["headers"] == [["traceparent", "00-ab"]]
+    assert headers_from_db(first["headers"]) == (("traceparent", b"00-ab"),)
     assert "occurrenceDateTime" in first["reason"]
     assert first["status"] == "pending" and first["generation"] == 1
 
