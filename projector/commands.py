@@ -21,6 +21,7 @@ from projector.settings import Settings
 from projector.sources import open_source
 from projector.sources.base import SourceMessage, TopicPartition
 from projector.store import SqlStore
+from projector.store.base import parse_source_message
 from projector.store.headers import headers_from_db
 from projector.store.retention import served_before_start
 from projector.terminal import escape_json_text, json_line, printable, printable_lines
@@ -30,7 +31,7 @@ from schema.db import (
     migrate,
     redacted,
 )
-from schema.events import EventParseError, parse_message
+from schema.events import EventParseError
 from schema.lifecycle import DeadLetterStatus
 from schema.tables import dead_letters
 
@@ -50,7 +51,12 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     engine = open_engine(settings)
-    store = SqlStore(engine, settings.source_tz, stall_watch=stall_watch(settings, engine))
+    store = SqlStore(
+        engine,
+        settings.source_tz,
+        stall_watch=stall_watch(settings, engine),
+        max_message_bytes=settings.max_message_bytes,
+    )
     source = open_source(settings, group=True)
     projector = Projector(
         source,
@@ -213,7 +219,7 @@ def _dead_letters_list(engine: Engine, args: argparse.Namespace) -> int:
 
 def _dead_letters_replay(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     """Parse pending dead letters again; apply the valid ones as events, keep the rest."""
-    store = SqlStore(engine, settings.source_tz)
+    store = SqlStore(engine, settings.source_tz, max_message_bytes=settings.max_message_bytes)
     with engine.connect() as conn:
         generation = active_generation(conn)
         query = select(dead_letters).where(
@@ -234,7 +240,7 @@ def _dead_letters_replay(engine: Engine, settings: Settings, args: argparse.Name
             headers_from_db(r.headers),
         )
         try:
-            event = parse_message(message.value, message.key, message.headers, settings.source_tz)
+            event = parse_source_message(message, settings.source_tz, settings.max_message_bytes)
         except EventParseError as exc:
             still += 1
             print(f"#{r.id} still invalid: {exc.code.value}: {printable(exc.reason)}")

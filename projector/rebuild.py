@@ -126,7 +126,7 @@ class VerifyRequest:
 def run_rebuild(settings: Settings, request: RebuildRequest) -> Summary:
     """Carry out a rebuild request; the summary says what was done."""
     engine = open_engine(settings)
-    store = SqlStore(engine, settings.source_tz)
+    store = SqlStore(engine, settings.source_tz, max_message_bytes=settings.max_message_bytes)
     if request.mode is RebuildMode.DISCARD:
         return _discard(engine)
     if request.mode is RebuildMode.RESUME:
@@ -371,7 +371,7 @@ def run_verify(settings: Settings, request: VerifyRequest) -> Summary:
     """
     spec = request.spec
     engine = open_engine(settings)
-    store = SqlStore(engine, settings.source_tz)
+    store = SqlStore(engine, settings.source_tz, max_message_bytes=settings.max_message_bytes)
     owner = owner_name()
     source, partitions = _assigned_source(settings)
     reader = make_engine(settings.database_url, writer=False)

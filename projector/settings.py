@@ -19,6 +19,12 @@ from schema.settings import DEFAULT_DATABASE_URL, SettingError, SharedSettings
 
 __all__ = ["DEFAULT_DATABASE_URL", "Settings", "zone_or_error"]
 
+#: The largest message (key, value and headers, in bytes) the projector accepts as an
+#: event: 1 MiB, Kafka's own default limit on a record batch. A larger one is a dead
+#: letter (MESSAGE_TOO_LARGE), its bytes kept; it is never parsed, stored in the
+#: history or served (projector/store/base.py).
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
+
 # What Kafka accepts as a group.instance.id (as kafka-python checks it).
 _INSTANCE_ID = re.compile(r"(?!\.\.?$)[A-Za-z0-9._-]{1,249}")
 
@@ -49,6 +55,9 @@ class Settings:
     # runs longer than ``statement_timeout_ms``. 0 turns either off.
     idle_in_transaction_timeout_ms: int = 10000
     statement_timeout_ms: int = 60000
+    # The largest message (key + value + headers) projected as an event; a larger one is
+    # a dead letter MESSAGE_TOO_LARGE, its bytes kept (projector/store/base.py).
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +86,9 @@ class Settings:
                 ),
                 statement_timeout_ms=shared.integer(
                     env, "PROJECTOR_STATEMENT_TIMEOUT_MS", defaults.statement_timeout_ms
+                ),
+                max_message_bytes=shared.integer(
+                    env, "PROJECTOR_MAX_MESSAGE_BYTES", defaults.max_message_bytes
                 ),
             )
         except SettingError as exc:
@@ -109,6 +121,8 @@ class Settings:
             )
         if self.idle_in_transaction_timeout_ms < 0:
             raise ConfigError("PROJECTOR_IDLE_IN_TRANSACTION_TIMEOUT_MS must not be negative")
+        if self.max_message_bytes < 1:
+            raise ConfigError("PROJECTOR_MAX_MESSAGE_BYTES must be at least 1")
         if self.statement_timeout_ms < 0:
             raise ConfigError("PROJECTOR_STATEMENT_TIMEOUT_MS must not be negative")
         if self.kafka_group_instance_id and not _INSTANCE_ID.fullmatch(

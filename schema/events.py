@@ -90,6 +90,8 @@ class ErrorCode(str, enum.Enum):
     MISSING_DATA_FIELD = "MISSING_DATA_FIELD"
     INVALID_DATA_FIELD = "INVALID_DATA_FIELD"
     INVALID_VERSION = "INVALID_VERSION"
+    #: larger than the projector accepts (PROJECTOR_MAX_MESSAGE_BYTES); kept whole
+    MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
 
 
 class EventParseError(ValueError):

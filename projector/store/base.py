@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Protocol
 
+from projector.settings import DEFAULT_MAX_MESSAGE_BYTES
 from projector.sources.base import SourceMessage, TopicPartition
-from schema.events import Event, EventParseError, parse_message
+from schema.events import ErrorCode, Event, EventParseError, parse_message
 from schema.lifecycle import GenerationStatus
 
 
@@ -111,13 +112,40 @@ class ReadModelStore(Protocol):
     def deliveries_without_row(self, generation: int) -> set[str]: ...
 
 
-def prepare_batch(messages: Sequence[SourceMessage], source_tz: tzinfo) -> PreparedBatch:
+def message_size(message: SourceMessage) -> int:
+    """The bytes a message carries: key, value, header keys and values."""
+    size = len(message.key or b"") + len(message.value or b"")
+    for key, value in message.headers:
+        size += len(key.encode("utf-8", errors="surrogatepass")) + len(value or b"")
+    return size
+
+
+def parse_source_message(
+    message: SourceMessage, source_tz: tzinfo, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> Event:
+    """The message's event, or ``EventParseError`` (also when it is over ``max_bytes``)."""
+    if max_bytes > 0:
+        size = message_size(message)
+        if size > max_bytes:
+            raise EventParseError(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"the message is {size} bytes, over the {max_bytes} bytes the projector "
+                "accepts (PROJECTOR_MAX_MESSAGE_BYTES)",
+            )
+    return parse_message(message.value, message.key, message.headers, source_tz)
+
+
+def prepare_batch(
+    messages: Sequence[SourceMessage],
+    source_tz: tzinfo,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> PreparedBatch:
     """Parse every message of a batch; the unparseable ones become dead letters."""
     events: list[tuple[Event, SourceMessage]] = []
     dead: list[tuple[SourceMessage, EventParseError]] = []
     for message in messages:
         try:
-            event = parse_message(message.value, message.key, message.headers, source_tz)
+            event = parse_source_message(message, source_tz, max_message_bytes)
         except EventParseError as exc:
             dead.append((message, exc))
             continue

@@ -24,9 +24,15 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from projector.errors import Fenced, GenerationChanged, Stalled, StoreUnavailable
 from projector.runtime import now, owner_name
+from projector.settings import DEFAULT_MAX_MESSAGE_BYTES
 from projector.sources.base import SourceMessage, TopicPartition
 from projector.stall import StallWatch
-from projector.store.base import BatchResult, Claim, PreparedBatch, prepare_batch
+from projector.store.base import (
+    BatchResult,
+    Claim,
+    PreparedBatch,
+    prepare_batch,
+)
 from projector.store.failures import first_line, is_database_error, is_retryable, is_stalled
 from projector.store.headers import headers_to_db
 from projector.store.pg import PgTables
@@ -49,10 +55,16 @@ log = logging.getLogger(__name__)
 
 class SqlStore:
     def __init__(
-        self, engine: Engine, source_tz: tzinfo = UTC, *, stall_watch: StallWatch | None = None
+        self,
+        engine: Engine,
+        source_tz: tzinfo = UTC,
+        *,
+        stall_watch: StallWatch | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.engine = engine
         self.source_tz = source_tz
+        self.max_message_bytes = max_message_bytes
         # With a watch, a lost connection after the process stood still inside the
         # transaction is ``Stalled``, not an outage to retry (projector/stall.py).
         self.stall_watch = stall_watch
@@ -191,7 +203,7 @@ class SqlStore:
     # -- the batch --------------------------------------------------------------
     def prepare(self, messages: Sequence[SourceMessage]) -> PreparedBatch:
         """Parse a batch (no database): events, and the messages that are dead letters."""
-        return prepare_batch(messages, self.source_tz)
+        return prepare_batch(messages, self.source_tz, self.max_message_bytes)
 
     def apply_batch(
         self,
