@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="switch even if SPEC leaves nothing to replay (the read model would be emptied)",
     )
     rebuild.add_argument(
+        "--from-history",
+        action="store_true",
+        help="rebuild into a new generation from the served generation's own history (and"
+        " its pending dead letters), then catch up from the topic where the history ends",
+    )
+    rebuild.add_argument(
         "--allow-loss",
         action="store_true",
         help="rebuild from the topic even if retention removed events the served generation"

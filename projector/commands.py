@@ -363,6 +363,7 @@ def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
         keep_old=args.keep_old,
         allow_empty=args.allow_empty,
         allow_loss=args.allow_loss,
+        from_history=args.from_history,
     )
     summary = run_rebuild(settings, request)
     print(_summary_text(summary, args.json), flush=True)

@@ -11,7 +11,8 @@ the switch G is never written by us, so a failed or killed rebuild leaves it
 serving, untouched; the building generation keeps its offsets and is resumed
 (``--resume``) or dropped (``--discard``).
 
-In place (``--in-place``): see ``_in_place``. Verify: see ``run_verify``.
+In place (``--in-place``): see ``_in_place``. From the served generation's history
+(``--from-history``): see ``_from_history``. Verify: see ``run_verify``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
@@ -34,8 +36,10 @@ from projector.runtime import install_stop_signals, open_engine, owner_name
 from projector.settings import Settings
 from projector.sources import open_source
 from projector.sources.base import EventSource, TopicPartition
+from projector.sources.history import HistorySource
 from projector.spec import OffsetSpec, parse_spec, resolve
 from projector.store import ReadModelStore, SqlStore, deliveries_since
+from projector.store.history import history_page
 from projector.store.retention import served_before_start
 from schema.db import make_engine
 from schema.lifecycle import GenerationPurpose, GenerationStatus
@@ -61,6 +65,7 @@ class RebuildMode(enum.Enum):
     IN_PLACE = "in-place"  # replay into the active generation
     RESUME = "resume"  # continue an interrupted rebuild from its stored offsets
     DISCARD = "discard"  # give an interrupted rebuild up
+    FROM_HISTORY = "from-history"  # from the served generation's history, then the topic
 
 
 @dataclass(frozen=True)
@@ -85,10 +90,12 @@ class RebuildRequest:
         keep_old: bool = False,
         allow_empty: bool = False,
         allow_loss: bool = False,
+        from_history: bool = False,
     ) -> RebuildRequest:
         """The request for these flags; contradictory ones raise ``RebuildError``."""
         chosen = [name for name, on in (("resume", resume), ("discard", discard),
-                                        ("in-place", in_place)) if on]
+                                        ("in-place", in_place), ("from-history", from_history))
+                  if on]
         if len(chosen) > 1:
             raise RebuildError(f"{' and '.join('--' + c for c in chosen)} cannot be used together")
         if (resume or discard) and from_offset.strip().lower() != "earliest":
@@ -98,10 +105,18 @@ class RebuildRequest:
             )
         if keep_old and (in_place or discard):
             raise RebuildError("--keep-old only applies to a rebuild into a new generation")
-        if allow_loss and (resume or discard):
+        if allow_loss and (resume or discard or from_history):
             raise RebuildError("--allow-loss only applies to a rebuild from the topic")
+        if from_history and from_offset.strip().lower() != "earliest":
+            raise RebuildError(
+                "--from-offset cannot be used with --from-history: the history is read whole,"
+                " then the topic from where it ends"
+            )
+        if from_history and allow_empty:
+            raise RebuildError("--allow-empty only applies to a rebuild from the topic")
         mode = (
-            RebuildMode.RESUME if resume
+            RebuildMode.FROM_HISTORY if from_history
+            else RebuildMode.RESUME if resume
             else RebuildMode.DISCARD if discard
             else RebuildMode.IN_PLACE if in_place
             else RebuildMode.NEW_GENERATION
@@ -131,6 +146,10 @@ def run_rebuild(settings: Settings, request: RebuildRequest) -> Summary:
         return _discard(engine)
     if request.mode is RebuildMode.RESUME:
         return _resume(settings, engine, store, keep_old=request.keep_old)
+    if request.mode is RebuildMode.FROM_HISTORY:
+        summary = _from_history(settings, engine, store)
+        _after_switch(engine, summary, request.keep_old)
+        return summary
     if request.mode is RebuildMode.IN_PLACE:
         return _in_place(settings, engine, store, request.spec, allow_loss=request.allow_loss)
     return _new_generation(
@@ -193,6 +212,14 @@ def _resume(
         raise RebuildError("there is no interrupted rebuild to resume")
     generations.take_over(engine, found.generation, owner)
     spec_text = found.from_spec or "earliest"
+    if spec_text == HISTORY_SPEC:
+        with engine.connect() as conn:
+            old = generations.active(conn).generation
+        log.info("resuming generation %s from the history of generation %s", found.generation, old)
+        summary = Summary("rebuild", "resume", spec_text, found.generation, old)
+        _continue_from_history(settings, engine, store, found.generation, old, owner, summary)
+        _after_switch(engine, summary, keep_old)
+        return summary
     source, partitions = _assigned_source(settings)
     try:
         stored = store.offsets(found.generation)
@@ -240,8 +267,13 @@ def _build_and_switch(
     starts: dict[TopicPartition, int],
     owner: str,
     summary: Summary,
+    *,
+    totals: Totals | None = None,
 ) -> None:
-    """Replay into ``new`` until it is at least where the active generation is, then switch."""
+    """Replay into ``new`` until it is at least where the active generation is, then switch.
+
+    ``totals``: what an earlier phase of the same rebuild did (the history), counted on.
+    """
     assert summary.previous_generation is not None
     old = summary.previous_generation
     beat = _Heartbeat(engine, new, owner)
@@ -250,6 +282,8 @@ def _build_and_switch(
             projector = _projector(
                 settings, source, store, Mode.building(new), progress, beat
             )
+            if totals is not None:
+                projector.totals = totals
             targets: dict[TopicPartition, int] = {}
             for _round in range(MAX_ROUNDS):
                 ends = source.end_offsets(partitions)
@@ -284,6 +318,97 @@ def _after_switch(engine: Engine, summary: Summary, keep_old: bool) -> None:
         time.sleep(RETIRE_GRACE_SECONDS)
         gone = generations.drop_rows(engine, summary.previous_generation)
         log.info("deleted %s rows of generation %s", gone, summary.previous_generation)
+
+
+# -- from the history ---------------------------------------------------------------------
+#: ``from_spec`` of a generation built from the history.
+HISTORY_SPEC = "history"
+
+
+def _from_history(settings: Settings, engine: Engine, store: ReadModelStore) -> Summary:
+    """Build a new generation from the served one's history, catch up, switch.
+
+    The served generation G keeps every event as received (type, ``data``, version) at
+    its source position, and its pending dead letters as raw bytes. They are read
+    back per source partition in offset order (``HistorySource``) into G+1, up to
+    where G stood when this started, so G+1 then stands at exactly G's offsets; from
+    there it catches up from the topic and switches like any rebuild. Every message
+    goes through the parser again: a build that knows more versions, or a fixed
+    parser, folds what G kept as unknown or dead-lettered, without a topic that still
+    holds everything. An interrupted one resumes the same way (``_resume``).
+    """
+    owner = owner_name()
+    new, old = generations.create(
+        engine, purpose=GenerationPurpose.REBUILD, from_spec=HISTORY_SPEC, owner=owner
+    )
+    log.info("building generation %s from the history of generation %s", new, old)
+    summary = Summary("rebuild", "from-history", HISTORY_SPEC, new, old)
+    try:
+        ends = store.offsets(old)
+        store.set_offsets(new, {tp: 0 for tp in ends})
+    except BaseException:
+        generations.release(engine, new, owner)
+        raise
+    _continue_from_history(settings, engine, store, new, old, owner, summary)
+    return summary
+
+
+def _continue_from_history(
+    settings: Settings,
+    engine: Engine,
+    store: ReadModelStore,
+    new: int,
+    old: int,
+    owner: str,
+    summary: Summary,
+) -> None:
+    """Replay ``old``'s history from ``new``'s stored offsets, then the topic; switch."""
+    try:
+        totals = _replay_history(settings, engine, store, new, old, owner)
+    except BaseException:
+        generations.release(engine, new, owner)
+        raise
+    source, partitions = _assigned_source(settings)
+    try:
+        stored = store.offsets(new)
+        missing = {tp: 0 for tp in partitions if tp not in stored}
+        if missing:  # a partition the served generation never read: from its start
+            begins = source.beginning_offsets(list(missing))
+            store.set_offsets(new, begins)
+            stored.update(begins)
+        _build_and_switch(
+            settings, engine, store, source, partitions, new, stored, owner, summary,
+            totals=totals,
+        )
+    finally:
+        source.close()
+
+
+def _replay_history(
+    settings: Settings, engine: Engine, store: ReadModelStore, new: int, old: int, owner: str
+) -> Totals:
+    """``old``'s history into ``new``, up to where ``old`` stands now."""
+    ends = store.offsets(old)
+    starts = store.offsets(new)
+    missing = {tp: 0 for tp in ends if tp not in starts}
+    if missing:
+        store.set_offsets(new, missing)
+        starts.update(missing)
+    source = HistorySource(ends, partial(history_page, engine, old))
+    source.assign(list(ends))
+    targets = {tp: max(end, starts.get(tp, 0)) for tp, end in ends.items()}
+    beat = _Heartbeat(engine, new, owner)
+    with Progress("from-history", starts) as progress:
+        projector = _projector(settings, source, store, Mode.building(new), progress, beat)
+        _catch_up(projector, targets, "rebuild", new)
+        at: dict[TopicPartition, int] = store.offsets(new)
+        progress.final(at, targets, projector.totals)
+    log.info(
+        "history of generation %s replayed into generation %s: %s messages, %s dead letters;"
+        " catching up from the topic",
+        old, new, projector.totals.messages, projector.totals.dead_letters,
+    )
+    return projector.totals
 
 
 # -- in place -----------------------------------------------------------------------------
