@@ -85,7 +85,7 @@ class Query:
             raise UserInputError(too_long_message(str(id)))
         if folded.row is None:
             return None
-        return Delivery.from_row(folded.row.__dict__, session, bound)
+        return Delivery.from_row(folded.row, session, bound)
 
     @strawberry.field(description="Ordered by lastEventAt descending, then id ascending.")  # type: ignore[untyped-decorator]
     async def deliveries(

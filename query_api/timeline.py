@@ -28,11 +28,11 @@ from schema.fold import (
     RefoldLimit,
     Step,
     Transition,
-    event_from_history,
     lineage,
     steps,
     timeline,
 )
+from schema.rows import event_from_history
 
 __all__ = [
     "FOLD_LIMIT", "MAX_REFOLD_STEPS", "DeliveryTimeline", "load_timelines",

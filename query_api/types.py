@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Final
 
 import strawberry
 
@@ -15,6 +16,8 @@ from query_api.reads import DeliveryFilterSpec, FoldBound
 from query_api.scalars import JSON, Long, json_value
 from query_api.session import ReadSession
 from query_api.timeline import DeliveryTimeline, too_long_message, untraced_message
+from schema.fold import DeliveryRow
+from schema.rows import delivery_from_db
 from schema.states import DeliveryState
 
 # The contract's states are defined once, in ``schema.states``; this registers them
@@ -210,26 +213,27 @@ class Delivery:
 
     @classmethod
     def from_row(
-        cls, row: Mapping[Any, Any], session: ReadSession, bound: FoldBound | None = None
+        cls,
+        row: Mapping[Any, Any] | DeliveryRow,
+        session: ReadSession,
+        bound: FoldBound | None = None,
     ) -> Delivery:
+        """A row of ``deliveries`` (or one folded on demand) as the GraphQL type."""
+        found = row if isinstance(row, DeliveryRow) else delivery_from_db(row)
         return cls(
-            id=strawberry.ID(row["delivery_id"]),
-            order_id=row["order_id"],
-            shop_id=row["shop_id"],
-            rider_id=row["rider_id"],
-            state=DeliveryState(row["state"]),
-            created_at=row["created_at"],
-            assigned_at=row["assigned_at"],
-            picked_up_at=row["picked_up_at"],
-            delivered_at=row["delivered_at"],
-            cancelled_at=row["cancelled_at"],
-            cancel_reason=row["cancel_reason"],
-            estimated_delivery_at=row["estimated_delivery_at"],
-            last_event_at=row["last_event_at"],
-            event_count=int(row["event_count"]),
+            id=strawberry.ID(found.delivery_id),
+            state=DeliveryState(found.state.value),
             session=session,
             bound=bound,
+            **{name: getattr(found, name) for name in _ROW_FIELDS},
         )
+
+
+#: The ``DeliveryRow`` fields the type shows as they are (the id and state are converted;
+#: the fold key is the projector's own).
+_ROW_FIELDS: Final = tuple(
+    f.name for f in fields(DeliveryRow) if f.name not in ("delivery_id", "state", "fold_key")
+)
 
 
 @strawberry.type

@@ -376,21 +376,3 @@ def timeline(commits: Iterable[Sequence[Event]], max_steps: int | None = None) -
         found.append((step.event.sort_key, shown[key], Transition(key[0], key[1], step.event)))
     found.sort(key=lambda item: (item[0], item[1]))
     return Timeline(folded, [t for _, _, t in found])
-
-
-def event_from_history(r: Mapping[Any, Any]) -> Event:
-    """An event of the history table (``delivery_events``) as it was folded: its type as
-    stored, its ETA as read when it was first applied (so a later change of
-    SOURCE_TIMEZONE moves nothing)."""
-    sequence = r["sequence"]
-    return Event(
-        event_id=r["event_id"],
-        event_type=r["event_type"],
-        delivery_id=r["delivery_id"],
-        occurred_at=r["occurred_at"],
-        sequence=None if sequence is None else int(sequence),
-        data=r["data"] if r["data"] is not None else {},
-        known=bool(r["known"]),
-        estimated_delivery_at=r["estimated_delivery_at"],
-        version=int(r.get("event_version", 1)),
-    )

@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
-from projector.store import row_to_db
 from schema.db import make_engine
 from schema.events import Event, EventParseError, parse_message
 from schema.fold import fold
+from schema.rows import delivery_to_db
 from schema.tables import deliveries, delivery_events, projection_offsets
 
 T = TypeVar("T")
@@ -100,7 +100,7 @@ def expected_rows(values: Iterable[bytes], keys: Sequence[bytes | None] | None =
     for delivery_id, events in by_delivery.items():
         row = fold(events)
         assert row is not None
-        out[delivery_id] = row_to_db(generation, row)
+        out[delivery_id] = delivery_to_db(generation, row)
     return out
 
 

@@ -4,14 +4,14 @@
 - ``sql``: ``SqlStore``, the transaction of a batch (fence, dead letters, history,
   rows, notification) on SQLite or PostgreSQL.
 - ``pg`` / ``sqlite``: each dialect's fixed statements for the tables.
-- ``rows``: which column holds which field.
+- ``rows``: a history row as the writers send it, JSON as text (``schema.rows``
+  says which column holds which field).
 - ``failures``: which database errors are retried, by error code.
 """
 
 from __future__ import annotations
 
 from projector.store.base import BatchResult, Claim, PreparedBatch, ReadModelStore, prepare_batch
-from projector.store.rows import row_from_db, row_to_db
 from projector.store.sql import SqlStore, deliveries_since
 from schema.notify import NOTIFY_CHANNEL
 
@@ -24,6 +24,4 @@ __all__ = [
     "SqlStore",
     "deliveries_since",
     "prepare_batch",
-    "row_from_db",
-    "row_to_db",
 ]

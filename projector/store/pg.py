@@ -8,24 +8,24 @@ of round trips instead of one per row or a new multi-row text per batch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, tzinfo
+from datetime import datetime
 from typing import Any, Final
 
-from projector.store.rows import (
-    HISTORY_COLUMNS,
-    ROW_COLUMNS,
-    ROW_UPDATES,
-    HistoryRow,
-    event_from_db,
-    jsonb_text,
-    load_json,
-    quoted,
-    row_from_db,
-    row_values,
-)
+from sqlalchemy import Column
+from sqlalchemy.dialects import postgresql
+
+from projector.store.rows import ROW_UPDATES, HistoryRow, jsonb_text, load_json, quoted
 from schema.events import Event
 from schema.fold import DeliveryRow
 from schema.notify import NOTIFY_CHANNEL, notification_payloads
+from schema.rows import (
+    DELIVERY_COLUMNS,
+    HISTORY_COLUMNS,
+    delivery_from_db,
+    delivery_values,
+    event_from_history,
+)
+from schema.tables import deliveries, delivery_events
 
 #: Advisory locks per (generation, bucket of delivery ids). Buckets keep the number
 #: of locks a batch holds bounded (the shared lock table is small), at the price of
@@ -33,25 +33,27 @@ from schema.notify import NOTIFY_CHANNEL, notification_payloads
 LOCK_BUCKETS: Final = 1024
 
 #: Staging tables, one pair per connection (temporary, emptied by every commit): a
-#: batch arrives in them by binary COPY, and one INSERT ... SELECT moves it on.
+#: batch arrives in them by binary COPY, and one INSERT ... SELECT moves it on. Their
+#: columns are the tables' own, with JSON staged as text (cast on the way in).
 _ID = 'text COLLATE "C"'
-_STAGE_EVENTS_COLUMNS: Final = (
-    ("event_id", _ID), ("delivery_id", _ID), ("event_type", "text"), ("known", "int"),
-    ("occurred_at", "timestamptz"), ("sequence", "bigint"), ("data", "text"),
-    ("estimated_delivery_at", "timestamptz"), ("topic", "text"), ("partition", "int"),
-    ("offset", "bigint"), ("event_version", "int"),
+
+
+def _stage_type(column: Column[Any]) -> str:
+    declared = str(column.type.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+    if 'COLLATE "C"' in declared:
+        return _ID
+    kind = declared.split("(")[0]
+    return {
+        "TIMESTAMP WITH TIME ZONE": "timestamptz", "INTEGER": "int", "BIGINT": "bigint",
+    }.get(kind, "text")  # VARCHAR, TEXT, JSONB
+
+
+_STAGE_EVENTS_COLUMNS: Final = tuple(
+    (name, _stage_type(delivery_events.c[name])) for name in HISTORY_COLUMNS
 )
-_STAGE_ROWS_COLUMNS: Final = (
-    ("delivery_id", _ID), ("order_id", "text"), ("shop_id", "text"), ("rider_id", "text"),
-    ("state", "text"), ("created_at", "timestamptz"), ("assigned_at", "timestamptz"),
-    ("picked_up_at", "timestamptz"), ("delivered_at", "timestamptz"),
-    ("cancelled_at", "timestamptz"), ("cancel_reason", "text"),
-    ("estimated_delivery_at", "timestamptz"), ("last_event_at", "timestamptz"),
-    ("event_count", "int"), ("fold_occurred_at", "timestamptz"), ("fold_sequence", "bigint"),
-    ("fold_event_id", _ID),
+_STAGE_ROWS_COLUMNS: Final = tuple(
+    (name, _stage_type(deliveries.c[name])) for name in ("delivery_id", *DELIVERY_COLUMNS)
 )
-assert tuple(c for c, _ in _STAGE_EVENTS_COLUMNS) == HISTORY_COLUMNS
-assert tuple(c for c, _ in _STAGE_ROWS_COLUMNS[1:]) == ROW_COLUMNS
 
 
 def _stage_ddl(name: str, columns: Sequence[tuple[str, str]]) -> str:
@@ -76,7 +78,7 @@ COPY_EVENTS: Final = (
     f"COPY stage_events ({quoted(HISTORY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 )
 COPY_ROWS: Final = (
-    f"COPY stage_rows (delivery_id, {quoted(ROW_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    f"COPY stage_rows (delivery_id, {quoted(DELIVERY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 )
 INSERT_HISTORY: Final = (
     f"INSERT INTO delivery_events (generation, {quoted(HISTORY_COLUMNS)}, applied_at)"
@@ -86,19 +88,19 @@ INSERT_HISTORY: Final = (
     " ON CONFLICT (generation, event_id) DO NOTHING RETURNING event_id"
 )
 UPSERT_ROWS: Final = (
-    f"INSERT INTO deliveries (generation, delivery_id, {quoted(ROW_COLUMNS)})"
-    f" SELECT %s, delivery_id, {quoted(ROW_COLUMNS)} FROM stage_rows"
+    f"INSERT INTO deliveries (generation, delivery_id, {quoted(DELIVERY_COLUMNS)})"
+    f" SELECT %s, delivery_id, {quoted(DELIVERY_COLUMNS)} FROM stage_rows"
     " ON CONFLICT (generation, delivery_id) DO UPDATE SET "
     + ROW_UPDATES
 )
 #: The current rows of the staged events' deliveries (an array, so the primary key serves).
 SELECT_STAGED_ROWS: Final = (
-    f"SELECT delivery_id, {quoted(ROW_COLUMNS)} FROM deliveries WHERE generation = %s"
+    f"SELECT delivery_id, {quoted(DELIVERY_COLUMNS)} FROM deliveries WHERE generation = %s"
     " AND delivery_id = ANY(ARRAY(SELECT DISTINCT delivery_id FROM stage_events))"
 )
 SELECT_HISTORY: Final = (
-    "SELECT event_id, event_type, delivery_id, occurred_at, sequence, data::text AS data,"
-    " estimated_delivery_at, event_version FROM delivery_events"
+    "SELECT event_id, event_type, delivery_id, known, occurred_at, sequence,"
+    " data::text AS data, estimated_delivery_at, event_version FROM delivery_events"
     " WHERE generation = %s AND delivery_id = ANY(CAST(%s AS text[]))"
 )
 LOCK_STAGED: Final = (
@@ -145,13 +147,13 @@ class PgTables:
         names = [d.name for d in cursor.description]
         wanted = set(ids)
         return {
-            r[0]: row_from_db(dict(zip(names, r, strict=True)))
+            r[0]: delivery_from_db(dict(zip(names, r, strict=True)))
             for r in cursor.fetchall()
             if r[0] in wanted
         }
 
     def load_history(
-        self, raw: Any, generation: int, ids: Sequence[str], source_tz: tzinfo
+        self, raw: Any, generation: int, ids: Sequence[str]
     ) -> dict[str, list[Event]]:
         out: dict[str, list[Event]] = {}
         if not ids:
@@ -161,7 +163,7 @@ class PgTables:
         for r in cursor.fetchall():
             values = dict(zip(names, r, strict=True))
             values["data"] = load_json(values["data"])
-            out.setdefault(values["delivery_id"], []).append(event_from_db(values, source_tz))
+            out.setdefault(values["delivery_id"], []).append(event_from_history(values))
         return out
 
     def upsert_rows(self, raw: Any, generation: int, rows: Sequence[DeliveryRow]) -> None:
@@ -172,7 +174,7 @@ class PgTables:
         with cursor.copy(COPY_ROWS) as copy:
             copy.set_types(_copy_types(_STAGE_ROWS_COLUMNS))
             for row in rows:
-                copy.write_row(row_values(row))
+                copy.write_row(delivery_values(row))
         cursor.execute(UPSERT_ROWS, [generation])
 
     def lock_deliveries(self, raw: Any, generation: int, ids: Iterable[str]) -> None:

@@ -340,7 +340,7 @@ class SqlStore:
         """The rows of these deliveries folded again from their whole history."""
         rows: list[DeliveryRow] = []
         for part in _chunks(list(ids), 1000):
-            for history in self.tables.load_history(raw, generation, part, self.source_tz).values():
+            for history in self.tables.load_history(raw, generation, part).values():
                 row = fold(history)
                 if row is not None:
                     rows.append(row)

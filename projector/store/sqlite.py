@@ -13,24 +13,21 @@ values whichever path wrote them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 
-from projector.store.rows import (
-    HISTORY_COLUMNS,
-    ROW_COLUMNS,
-    ROW_UPDATES,
-    HistoryRow,
-    event_from_db,
-    load_json,
-    quoted,
-    row_from_db,
-    row_values,
-)
+from projector.store.rows import ROW_UPDATES, HistoryRow, load_json, quoted
 from schema.events import Event
 from schema.fold import DeliveryRow
+from schema.rows import (
+    DELIVERY_COLUMNS,
+    HISTORY_COLUMNS,
+    delivery_from_db,
+    delivery_values,
+    event_from_history,
+)
 
 
 def _marks(n: int) -> str:
@@ -46,23 +43,23 @@ INSERT_HISTORY: Final = (
     f" VALUES ({_marks(len(HISTORY_COLUMNS) + 2)})"
 )
 UPSERT_ROWS: Final = (
-    f"INSERT INTO deliveries (generation, delivery_id, {quoted(ROW_COLUMNS)})"
-    f" VALUES ({_marks(len(ROW_COLUMNS) + 2)})"
+    f"INSERT INTO deliveries (generation, delivery_id, {quoted(DELIVERY_COLUMNS)})"
+    f" VALUES ({_marks(len(DELIVERY_COLUMNS) + 2)})"
     " ON CONFLICT (generation, delivery_id) DO UPDATE SET "
     + ROW_UPDATES
 )
 SELECT_ROWS: Final = (
-    f"SELECT delivery_id, {quoted(ROW_COLUMNS)} FROM deliveries"
+    f"SELECT delivery_id, {quoted(DELIVERY_COLUMNS)} FROM deliveries"
     f" WHERE generation = ? AND delivery_id IN {_IDS}"
 )
 SELECT_HISTORY: Final = (
-    "SELECT event_id, event_type, delivery_id, occurred_at, sequence, data,"
+    "SELECT event_id, event_type, delivery_id, known, occurred_at, sequence, data,"
     " estimated_delivery_at, event_version FROM delivery_events"
     f" WHERE generation = ? AND delivery_id IN {_IDS}"
 )
 
 _TIME_COLUMNS: Final = frozenset(
-    c for c in ROW_COLUMNS if c.endswith("_at")
+    c for c in DELIVERY_COLUMNS if c.endswith("_at")
 ) | {"occurred_at", "estimated_delivery_at"}
 
 
@@ -123,11 +120,11 @@ class SqliteTables:
             values = dict(zip(names, r, strict=True))
             for name in _TIME_COLUMNS & values.keys():
                 values[name] = _read_time(values[name])
-            out[r[0]] = row_from_db(values)
+            out[r[0]] = delivery_from_db(values)
         return out
 
     def load_history(
-        self, raw: Any, generation: int, ids: Sequence[str], source_tz: tzinfo
+        self, raw: Any, generation: int, ids: Sequence[str]
     ) -> dict[str, list[Event]]:
         out: dict[str, list[Event]] = {}
         if not ids:
@@ -139,7 +136,7 @@ class SqliteTables:
             values["occurred_at"] = _read_time(values["occurred_at"])
             values["estimated_delivery_at"] = _read_time(values["estimated_delivery_at"])
             values["data"] = load_json(values["data"])
-            out.setdefault(values["delivery_id"], []).append(event_from_db(values, source_tz))
+            out.setdefault(values["delivery_id"], []).append(event_from_history(values))
         return out
 
     def upsert_rows(self, raw: Any, generation: int, rows: Sequence[DeliveryRow]) -> None:
@@ -149,7 +146,7 @@ class SqliteTables:
             UPSERT_ROWS,
             [
                 (generation, *(sqlite_time(v) if isinstance(v, datetime) else v
-                               for v in row_values(r)))
+                               for v in delivery_values(r)))
                 for r in rows
             ],
         )

@@ -24,11 +24,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from projector.store import row_to_db
 from projector.store.rows import load_json
 from schema.db import make_engine
 from schema.events import Event, EventParseError, parse_message
 from schema.fold import fold
+from schema.rows import delivery_to_db
 from schema.tables import deliveries, delivery_events, projection_offsets
 from tests.helpers import ROOT, stored_offsets
 
@@ -103,7 +103,7 @@ def assert_read_model_equals_fold(db_url: str, records: Sequence[LogRecord],
     for delivery_id, events in by_delivery.items():
         row = fold(events)
         assert row is not None
-        expected_rows[delivery_id] = row_to_db(generation, row)
+        expected_rows[delivery_id] = delivery_to_db(generation, row)
     missing = sorted(expected_rows.keys() - rows.keys())
     extra = sorted(rows.keys() - expected_rows.keys())
     wrong = sorted(d for d in expected_rows.keys() & rows.keys()

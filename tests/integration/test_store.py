@@ -10,10 +10,11 @@ from sqlalchemy import select, update
 
 from projector.errors import Fenced, GenerationChanged
 from projector.sources.base import SourceMessage, TopicPartition
-from projector.store import NOTIFY_CHANNEL, Claim, SqlStore, row_to_db
+from projector.store import NOTIFY_CHANNEL, Claim, SqlStore
 from schema.db import make_engine
 from schema.events import parse_message
 from schema.fold import fold
+from schema.rows import delivery_to_db
 from schema.tables import dead_letters, delivery_events, generations, projection_offsets
 from tests.helpers import encode, make_event, table_rows
 
@@ -70,7 +71,7 @@ def test_a_late_event_refolds_the_delivery_from_its_history(store: SqlStore, mig
     assert result.refolded == 1
     expected = fold(parse_message(encode(e)) for e in first + late)
     assert expected is not None
-    assert table_rows(migrated_url)["D-1"] == row_to_db(1, expected)
+    assert table_rows(migrated_url)["D-1"] == delivery_to_db(1, expected)
     assert table_rows(migrated_url)["D-1"]["state"] == "CANCELLED"
 
 
@@ -186,7 +187,7 @@ def test_two_writers_of_one_delivery_on_two_partitions_do_not_lose_events(migrat
     assert not errors, errors
     expected = fold(parse_message(encode(e)) for e in events)
     assert expected is not None
-    assert table_rows(migrated_url)["D-1"] == row_to_db(1, expected)
+    assert table_rows(migrated_url)["D-1"] == delivery_to_db(1, expected)
 
 
 def test_a_refold_keeps_the_eta_as_read_when_the_event_was_applied(migrated_url: str) -> None:

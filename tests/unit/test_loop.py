@@ -19,11 +19,12 @@ from projector.errors import Fenced, GenerationChanged, SourceUnavailable, Store
 from projector.loop import Mode, Projector
 from projector.sources.base import EventSource, SourceMessage, TopicPartition
 from projector.sources.file import FileSource
-from projector.store import BatchResult, ReadModelStore, SqlStore, row_to_db
+from projector.store import BatchResult, ReadModelStore, SqlStore
 from projector.store.headers import headers_from_db
 from schema.db import make_engine, migrate
 from schema.events import parse_message
 from schema.fold import fold
+from schema.rows import delivery_to_db
 from schema.tables import dead_letters, projection_offsets
 from tests.fakes import FakeStore
 from tests.helpers import (
@@ -420,7 +421,7 @@ def test_sql_store_refolds_on_an_out_of_order_event(sqlite_url: str, sql_store: 
     assert rows == expected_rows(first + late)
     assert rows["D-1"]["state"] == "CANCELLED" and rows["D-1"]["event_count"] == 5
     events = [parse_message(v) for v in first + late if b'"D-1"' in v]
-    assert rows["D-1"] == row_to_db(1, fold(events))  # type: ignore[arg-type]
+    assert rows["D-1"] == delivery_to_db(1, fold(events))  # type: ignore[arg-type]
     assert sql_store.offsets(1) == {P0: 7}
 
 
