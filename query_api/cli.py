@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from query_api.errors import ConfigError, DatabaseUnavailable, QueryApiError
 from query_api.settings import Settings
@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve without QUERY_API_TOKENS on a non-loopback address "
         "(only behind something that authenticates)",
     )
+    parser.add_argument("--workers", type=int, default=1,
+                        help="server processes sharing the port (default 1; query_api/workers.py)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -159,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = load_settings(args)
+        if args.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, not {args.workers}")
         refusal = settings.refuse_open_listener()
         if refusal:
             raise ConfigError(refusal)
@@ -176,17 +180,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from query_api.app import create_app
 
+    options: dict[str, Any] = dict(
+        log_level="debug" if args.verbose else "info",
+        ws="websockets-sansio",
+        # A WebSocket message is bounded like an HTTP body (QUERY_API_MAX_BODY_BYTES).
+        ws_max_size=settings.max_body_bytes,
+        lifespan="on",
+    )
+    if args.workers > 1:
+        from query_api.workers import serve
+
+        return serve(settings, args.workers, options)
     try:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level="debug" if args.verbose else "info",
-            ws="websockets-sansio",
-            # A WebSocket message is bounded like an HTTP body (QUERY_API_MAX_BODY_BYTES).
-            ws_max_size=settings.max_body_bytes,
-            lifespan="on",
-        )
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **options)
     except (OSError, SystemExit) as exc:
         code = exc.code if isinstance(exc, SystemExit) else None
         if code in (None, 0) and isinstance(exc, SystemExit):
