@@ -124,13 +124,16 @@ def start_server(procs: Processes, name: str, args: Sequence[str], env: Mapping[
 
 
 def start_query_api(procs: Processes, base_env: Mapping[str, str], database_url: str,
-                    extra: Mapping[str, str], token: str) -> Server:
+                    extra: Mapping[str, str], token: str, workers: int = 1) -> Server:
     port = free_port()
     env = dict(base_env)
     env.update(extra)
     env.update({"DATABASE_URL": database_url, "QUERY_API_TOKENS": token})
     args = [*command("query-api"), "--host", "127.0.0.1", "--port", str(port), "--production"]
-    return start_server(procs, "query-api", args, env, port)
+    if workers > 1:
+        args += ["--workers", str(workers)]
+    return start_server(procs, "query-api" if workers == 1 else f"query-api-x{workers}", args,
+                        env, port)
 
 
 def start_bare(procs: Processes, base_env: Mapping[str, str], database_url: str,

@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="measured seconds per API run (15; --quick 4)")
     parser.add_argument("--freshness-seconds", type=float,
                         help="seconds of paced load (20; --quick 5)")
+    parser.add_argument("--api-workers", type=int, default=1,
+                        help="also measure query-api --workers N (default 1: not)")
     parser.add_argument("--freshness-rate", type=float, default=5000.0,
                         help="events/s of paced load for freshness (5,000)")
     parser.add_argument("--step-timeout", type=float,
@@ -297,6 +299,20 @@ def _run(args: argparse.Namespace, events: int, procs: Processes,
         r[f"{key}_cpu_us_per_request"] = _cpu.per_event_us(load.cpu_seconds, load.requests)
         r[f"{key}_pg_cpu_us_per_request"] = _cpu.per_event_us(load.postgres.total,
                                                               load.requests)
+    if args.api_workers > 1:
+        say(f"api: query-api --workers {args.api_workers}, the same load")
+        many = _api.start_query_api(procs, base_env, pg_url, kafka_env, token,
+                                    workers=args.api_workers)
+        many_load = _api.wrk(wrk, script, many, api_seconds, warmup, postgres)
+        procs.stop(many.proc)
+        r["api_workers"] = args.api_workers
+        r["api_workers_rps"] = many_load.rps
+        r["api_workers_p50_ms"] = many_load.p50_ms
+        r["api_workers_p99_ms"] = many_load.p99_ms
+        r["api_workers_vs_raw"] = many_load.rps / raw_load.rps
+        r["api_workers_p99_vs_raw"] = many_load.p99_ms / raw_load.p99_ms
+        r["api_workers_cpu_us_per_request"] = _cpu.per_event_us(many_load.cpu_seconds,
+                                                                many_load.requests)
 
     say(f"freshness: projector run (continuous) + the API, {args.freshness_rate:,.0f} "
         f"events/s for {fresh_seconds:.0f}s, a probe every 50 ms")
@@ -398,6 +414,13 @@ def print_table(r: dict[str, Any]) -> None:
          f"{f('api_vs_raw', 'x', 2)} of baseline; p50 {f('api_p50_ms', ' ms', 1)}, "
          f"p99 {f('api_p99_ms', ' ms', 1)} ({f('api_p99_vs_raw', 'x', 2)})"),
     ]
+    if "api_workers" in r:
+        api.append((f"query-api --workers {r['api_workers']}", f("api_workers_rps"),
+                    f"{f('api_workers_cpu_us_per_request'):>6} {'-':>6}",
+                    f"{f('api_workers_vs_raw', 'x', 2)} of baseline; p50 "
+                    f"{f('api_workers_p50_ms', ' ms', 1)}, p99 "
+                    f"{f('api_workers_p99_ms', ' ms', 1)} "
+                    f"({f('api_workers_p99_vs_raw', 'x', 2)})"))
     print(f"\nRead-model benchmark, {r['mode']} mode: {n:,} events, {r['date']}, "
           f"{r['cpus']} CPUs, load average {r['load_avg_at_start']:.2f} at start\n")
     width = max(len(w) for w, _, _, _ in rows + api)
