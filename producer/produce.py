@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from producer.errors import KafkaUnavailable
+from schema import kafka_clients
+from schema.kafka_clients import KafkaError, NewTopic, TopicAlreadyExistsError
 
 if TYPE_CHECKING:
-    from kafka import KafkaProducer
+    from schema.kafka_clients import KafkaProducer
 
 
 class KafkaTarget(Protocol):
@@ -23,11 +25,8 @@ class KafkaTarget(Protocol):
 
 def ensure_topic(settings: KafkaTarget, partitions: int = 3) -> None:
     """Create the topic if it does not exist (replication factor 1 if we create it)."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
-
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers.split(","))
+        admin = kafka_clients.admin(settings.kafka_bootstrap_servers)
     except (KafkaError, OSError) as exc:
         raise KafkaUnavailable(
             f"Kafka at {settings.kafka_bootstrap_servers} is unavailable: {exc}"
@@ -46,13 +45,10 @@ def ensure_topic(settings: KafkaTarget, partitions: int = 3) -> None:
 def open_producer(settings: KafkaTarget, partitions: int = 3) -> KafkaProducer:
     """A producer that keeps each delivery's order (acks from all replicas, one request
     in flight), after making sure the topic exists."""
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
-
     ensure_topic(settings, partitions)
     try:
-        return KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+        return kafka_clients.producer(
+            settings.kafka_bootstrap_servers,
             acks="all",
             linger_ms=5,
             max_in_flight_requests_per_connection=1,
@@ -70,8 +66,6 @@ def produce(
     partitions: int = 3,
 ) -> None:
     """Send (key, value[, headers]) messages in order and wait until all are acknowledged."""
-    from kafka.errors import KafkaError
-
     producer = open_producer(settings, partitions)
     try:
         futures = []

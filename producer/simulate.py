@@ -277,10 +277,9 @@ def follow_kafka(
     what was sent within a batch interval, and a broker that stops answering ends
     the command with one line instead of an unbounded buffer.
     """
-    from kafka.errors import KafkaError
-
     from producer.errors import KafkaUnavailable
     from producer.produce import open_producer
+    from schema.kafka_clients import KafkaError
 
     producer = open_producer(settings, partitions)
     written = 0

@@ -18,7 +18,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from query_api.settings import Settings
-from schema import jsonl
+from schema import jsonl, kafka_clients
+from schema.kafka_clients import KafkaError, KafkaPartition
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +93,11 @@ class EndOffsets:
             return None
 
     def _kafka_end_offsets(self, wanted: list[Partition]) -> dict[Partition, int] | None:
-        from kafka import KafkaConsumer, TopicPartition
-        from kafka.errors import KafkaError
-
         timeout_ms = int(self._settings.end_offsets_timeout_seconds * 1000)
         try:
             if self._consumer is None:
-                self._consumer = KafkaConsumer(
-                    bootstrap_servers=self._settings.kafka_bootstrap_servers.split(","),
+                self._consumer = kafka_clients.consumer(
+                    self._settings.kafka_bootstrap_servers,
                     group_id=None,
                     enable_auto_commit=False,
                     client_id="query-api-end-offsets",
@@ -107,7 +105,7 @@ class EndOffsets:
                     request_timeout_ms=max(timeout_ms * 2, 5000),
                 )
             answer = self._consumer.end_offsets(
-                [TopicPartition(t, p) for t, p in wanted], timeout_ms=timeout_ms
+                [KafkaPartition(t, p) for t, p in wanted], timeout_ms=timeout_ms
             )
         except (KafkaError, OSError, ValueError) as exc:
             log.warning("cannot ask Kafka for end offsets: %s", exc)

@@ -22,6 +22,14 @@ from typing import Any
 from projector.errors import ConfigError, SourceUnavailable
 from projector.settings import Settings
 from projector.sources.base import SourceMessage, TopicPartition
+from schema import kafka_clients
+from schema.kafka_clients import (
+    FencedInstanceIdError,
+    KafkaError,
+    KafkaPartition,
+    OffsetAndMetadata,
+    OnFirstUse,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +43,7 @@ class KafkaSource:
         self.settings = settings
         self.topic = settings.kafka_topic
         self.group = group
-        self._consumer: Any = None
+        self._consumer: OnFirstUse[Any] = OnFirstUse(self._new_consumer)
 
     # -- protocol ---------------------------------------------------------------
     def partitions(self) -> list[TopicPartition]:
@@ -59,38 +67,28 @@ class KafkaSource:
             # nothing and rejoins when they arrive; in kafka-python 3.0.12 a poll that
             # times out during that rejoin drops its result, and the member then owns
             # no partition until the next rebalance (issue #9, hole 6).
-            from kafka.errors import KafkaError
-
             try:
                 consumer.topics()
             except KafkaError as exc:
                 raise self._unavailable(exc) from exc
 
     def assign(self, partitions: Sequence[TopicPartition]) -> None:
-        from kafka import TopicPartition as KTP
-
-        self._client().assign([KTP(tp.topic, tp.partition) for tp in partitions])
+        self._client().assign([KafkaPartition(tp.topic, tp.partition) for tp in partitions])
 
     def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(tp.topic, tp.partition) for tp in self._client().assignment()}
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        from kafka import TopicPartition as KTP
-
-        self._client().seek(KTP(tp.topic, tp.partition), offset)
+        self._client().seek(KafkaPartition(tp.topic, tp.partition), offset)
 
     def position(self, tp: TopicPartition) -> int | None:
-        from kafka import TopicPartition as KTP
-        from kafka.errors import KafkaError
-
         try:
-            return int(self._client().position(KTP(tp.topic, tp.partition), timeout_ms=1_000))
+            ktp = KafkaPartition(tp.topic, tp.partition)
+            return int(self._client().position(ktp, timeout_ms=1_000))
         except (KafkaError, AssertionError, KeyError, ValueError):
             return None  # not assigned any more, or not known yet
 
     def poll(self, max_records: int, timeout_ms: int) -> list[SourceMessage]:
-        from kafka.errors import FencedInstanceIdError, KafkaError
-
         try:
             records = self._client().poll(timeout_ms=timeout_ms, max_records=max_records)
         except FencedInstanceIdError:
@@ -128,33 +126,28 @@ class KafkaSource:
     def offsets_for_time(
         self, partitions: Sequence[TopicPartition], timestamp_ms: int
     ) -> dict[TopicPartition, int]:
-        from kafka import TopicPartition as KTP
-        from kafka.errors import KafkaError
-
         ends = self.end_offsets(partitions)
         try:
             found = self._client().offsets_for_times(
-                {KTP(tp.topic, tp.partition): timestamp_ms for tp in partitions},
+                {KafkaPartition(tp.topic, tp.partition): timestamp_ms for tp in partitions},
                 timeout_ms=_TIMEOUT_MS,
             )
         except KafkaError as exc:
             raise self._unavailable(exc) from exc
         out: dict[TopicPartition, int] = {}
         for tp in partitions:
-            hit = found.get(KTP(tp.topic, tp.partition))
+            hit = found.get(KafkaPartition(tp.topic, tp.partition))
             out[tp] = hit.offset if hit is not None else ends[tp]
         return out
 
     def commit_hint(self, offsets: dict[TopicPartition, int]) -> None:
         if not self.group or not offsets:
             return
-        from kafka import TopicPartition as KTP
-        from kafka.structs import OffsetAndMetadata
 
         try:
             self._client().commit_async(
                 {
-                    KTP(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1)
+                    KafkaPartition(tp.topic, tp.partition): OffsetAndMetadata(o, "", -1)
                     for tp, o in offsets.items()
                 }
             )
@@ -164,59 +157,53 @@ class KafkaSource:
     def close(self) -> None:
         """Leave the group (a dynamic member: its partitions are reassigned at once,
         not after its session), then close the connections."""
-        if self._consumer is not None:
-            try:
-                self._consumer.close(autocommit=False, timeout_ms=_CLOSE_TIMEOUT_MS)
-            finally:
-                self._consumer = None
+        consumer = self._consumer.forget()
+        if consumer is not None:
+            consumer.close(autocommit=False, timeout_ms=_CLOSE_TIMEOUT_MS)
 
     # -- helpers ----------------------------------------------------------------
     def _client(self) -> Any:
-        if self._consumer is None:
-            from kafka import KafkaConsumer
-            from kafka.errors import KafkaError
+        return self._consumer.get()
 
-            membership: dict[str, Any] = {}
-            if self.group and self.settings.kafka_group_instance_id:
-                membership["group_instance_id"] = self.settings.kafka_group_instance_id
-            try:
-                self._consumer = KafkaConsumer(
-                    bootstrap_servers=self.settings.kafka_bootstrap_servers.split(","),
-                    group_id=self.settings.kafka_group_id if self.group else None,
-                    enable_auto_commit=False,
-                    # Never fold what a transactional producer rolled back.
-                    isolation_level="read_committed",
-                    auto_offset_reset="earliest",
-                    max_poll_records=self.settings.batch_size,
-                    fetch_max_wait_ms=self.settings.batch_max_wait_ms,
-                    client_id="delivery-projector",
-                    session_timeout_ms=self.settings.kafka_session_timeout_ms,
-                    heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
-                    # After a broker restart: reconnect within a second (the client's
-                    # default backs off up to 30 s), and give up on a fetch left
-                    # unanswered by the old broker within seconds, not 20 (a join
-                    # waits longer on its own: kafka-python gives it the rebalance
-                    # timeout + 5 s).
-                    reconnect_backoff_max_ms=1_000,
-                    request_timeout_ms=self.settings.batch_max_wait_ms + _REQUEST_TIMEOUT_MS,
-                    bootstrap_timeout_ms=_TIMEOUT_MS,
-                    **membership,
-                )
-            except (KafkaError, OSError, ValueError) as exc:
-                raise self._unavailable(exc) from exc
-        return self._consumer
+    def _new_consumer(self) -> Any:
+        membership: dict[str, Any] = {}
+        if self.group and self.settings.kafka_group_instance_id:
+            membership["group_instance_id"] = self.settings.kafka_group_instance_id
+        try:
+            return kafka_clients.consumer(
+                self.settings.kafka_bootstrap_servers,
+                group_id=self.settings.kafka_group_id if self.group else None,
+                enable_auto_commit=False,
+                # Never fold what a transactional producer rolled back.
+                isolation_level="read_committed",
+                auto_offset_reset="earliest",
+                max_poll_records=self.settings.batch_size,
+                fetch_max_wait_ms=self.settings.batch_max_wait_ms,
+                client_id="delivery-projector",
+                session_timeout_ms=self.settings.kafka_session_timeout_ms,
+                heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
+                # After a broker restart: reconnect within a second (the client's
+                # default backs off up to 30 s), and give up on a fetch left
+                # unanswered by the old broker within seconds, not 20 (a join
+                # waits longer on its own: kafka-python gives it the rebalance
+                # timeout + 5 s).
+                reconnect_backoff_max_ms=1_000,
+                request_timeout_ms=self.settings.batch_max_wait_ms + _REQUEST_TIMEOUT_MS,
+                bootstrap_timeout_ms=_TIMEOUT_MS,
+                **membership,
+            )
+        except (KafkaError, OSError, ValueError) as exc:
+            raise self._unavailable(exc) from exc
 
     def _offsets(
         self, method: str, partitions: Sequence[TopicPartition]
     ) -> dict[TopicPartition, int]:
-        from kafka import TopicPartition as KTP
-        from kafka.errors import KafkaError
-
         if not partitions:
             return {}
         try:
             found = getattr(self._client(), method)(
-                [KTP(tp.topic, tp.partition) for tp in partitions], timeout_ms=_TIMEOUT_MS
+                [KafkaPartition(tp.topic, tp.partition) for tp in partitions],
+                timeout_ms=_TIMEOUT_MS,
             )
         except KafkaError as exc:
             raise self._unavailable(exc) from exc

@@ -146,6 +146,29 @@ def test_the_producer_side_is_read_and_only_the_projectors_command_line_uses_it(
     assert users and all(u.startswith(("projector.cli", "projector.commands")) for u in users), users
 
 
+def _imports_kafka(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            if any(alias.name.split(".")[0] == "kafka" for alias in node.names):
+                return True
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            if (node.module or "").split(".")[0] == "kafka":
+                return True
+    return False
+
+
+def test_one_module_builds_the_kafka_clients_of_every_side() -> None:
+    sides = ("schema", "producer", "projector", "query_api")
+    importers = sorted(
+        name for name, path in _modules().items()
+        if name.split(".")[0] in sides and _imports_kafka(path)
+    )
+    assert importers == ["schema.kafka_clients"]
+    graph = _graph()
+    for user in ("projector.sources.kafka", "query_api.offsets", "producer.produce"):
+        assert "schema.kafka_clients" in graph[user], user
+
+
 def test_the_fold_imports_neither_a_database_nor_a_broker() -> None:
     path = ROOT / "schema" / "fold.py"
     imported = {
