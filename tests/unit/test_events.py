@@ -717,9 +717,18 @@ def test_every_error_code_is_reachable() -> None:
         ErrorCode.INVALID_DATA_FIELD: encode(body(data={"orderId": "O", "shopId": 1})),
         ErrorCode.INVALID_VERSION: encode(body(eventVersion=0)),
     }
-    assert set(samples) == set(ErrorCode)
+    # The size bound is the projector's, before parsing (projector/store/base.py).
+    from projector.settings import Settings
+    from projector.sources.base import SourceMessage
+    from projector.store.base import parse_source_message
+
+    assert set(samples) | {ErrorCode.MESSAGE_TOO_LARGE} == set(ErrorCode)
     for code, raw in samples.items():
         rejected(raw, code)
+    large = SourceMessage("t", 0, 0, None, encode(body(data={"x": "y" * 2000})))
+    with pytest.raises(EventParseError) as caught:
+        parse_source_message(large, Settings().source_tz, 1000)
+    assert caught.value.code is ErrorCode.MESSAGE_TOO_LARGE
 
 
 def test_nesting_beyond_the_limit_is_a_dead_letter_not_a_crash() -> None:
