@@ -328,3 +328,17 @@ def test_every_file_the_layout_names_exists() -> None:
             if not kind(ROOT / wanted) and not any(kind(p) for p in under_top):
                 missing.append(f"{top}/: {name}")
     assert not missing, f"the layout names what the tree lacks: {missing}"
+
+
+@pytest.mark.parametrize("package", ["schema", "producer", "projector", "query_api"])
+def test_the_layout_names_every_module_of_the_application(package: str) -> None:
+    says = _layout()[package]
+    named = set(re.findall(r"[\w-]+\.py", says))
+    unnamed = sorted(
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / package).rglob("*.py")
+        if path.name != "__init__.py"
+        and "migrations" not in path.parts
+        and path.name not in named
+    )
+    assert not unnamed, f"docs/architecture.md does not name {unnamed} (add them to its layout)"
