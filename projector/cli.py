@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from producer.errors import ProducerError
+from projector.analytics.cli import add_commands as analytics_commands
 from projector.errors import ProjectorError
 from projector.settings import Settings
 from projector.terminal import json_line, printable, printable_lines
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="--follow: number of the first new delivery (D-N); default: after the "
         "highest in the file, or from the clock for Kafka",
     )
+    analytics_commands(add, _Parser)
     return parser
 
 

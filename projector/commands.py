@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from sqlalchemy import Engine, select
 
+from projector.analytics.cli import cmd_analytics, cmd_export
 from projector.errors import ConfigError, ProjectorError, SourceUnavailable
 from projector.loop import Projector, stderr_progress
 from projector.progress import Summary
@@ -392,4 +393,6 @@ COMMANDS: Final[Mapping[str, Command]] = {
     "status": cmd_status,
     "dead-letters": cmd_dead_letters,
     "simulate": cmd_simulate,
+    "export": cmd_export,
+    "analytics": cmd_analytics,
 }
