@@ -305,6 +305,7 @@ def _fold_event(h: reads.HistoryEvent) -> Any:
             "data": load_json(h.data) if h.known else {},
             "known": h.known,
             "estimated_delivery_at": h.estimated_delivery_at,
+            "event_version": h.event_version,
         }
     )
 
