@@ -235,3 +235,35 @@ def test_compact_makes_one_file_per_closed_day_and_status_tells(lake: dict[str, 
         k: v["rows"] for k, v in before["days"].items()}
     assert after["watermark"] == before["watermark"]
     assert assert_exactly_once(lake) == after["rows"]
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """moto's S3 server, started through devservices; a failed start fails the test."""
+    from devservices.s3 import S3Server
+
+    server = S3Server.start(tmp_path_factory.mktemp("s3"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_an_s3_warehouse_on_a_local_s3_server(sqlite_url: str, tmp_path: Path, s3_server) -> None:  # type: ignore[no-untyped-def]
+    from devservices import s3
+
+    s3_server.create_bucket("lake")
+    env = lake_env(sqlite_url, "s3://lake/delivery", ANALYTICS_S3_ENDPOINT=s3_server.endpoint,
+                   AWS_ACCESS_KEY_ID=s3.ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY=s3.SECRET_ACCESS_KEY,
+                   AWS_REGION=s3.REGION)
+    stream = _simulate(tmp_path / "a.jsonl", 60, seed=14)
+    _project(env, stream)
+    first = _export(env)
+    assert first["rows"] == assert_exactly_once(env) > 0
+    assert _export(env)["rows"] == 0
+    code, out = projector(["analytics", "select count(*) AS n from deliveries", "--json"], env)
+    assert code == 0 and json.loads(out) == [{"n": 60}]
+    # The files are in the bucket, not on disk.
+    listing = __import__("urllib.request", fromlist=["x"]).urlopen(
+        f"{s3_server.endpoint}/lake?list-type=2&prefix=delivery/", timeout=10).read().decode()
+    assert ".parquet" in listing and "metadata.json" in listing
