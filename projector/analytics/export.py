@@ -54,7 +54,8 @@ from projector.analytics.window import (
 )
 from projector.store import analytics as reads
 from projector.store.rows import load_json
-from schema.fold import DeliveryRow, apply, event_from_history
+from schema.fold import DeliveryRow, apply
+from schema.rows import event_from_history
 
 log = logging.getLogger("projector.analytics")
 
