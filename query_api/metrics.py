@@ -11,17 +11,18 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Integer, func, select
 
 from schema.db import active_generation
+from schema.lifecycle import DeadLetterStatus, GenerationStatus
 from schema.status import partition_offsets
-from schema.tables import delivery_events
+from schema.tables import dead_letters, delivery_events, generations, projection_offsets
 
 if TYPE_CHECKING:
     from query_api.context import Services
@@ -93,6 +94,8 @@ class ProjectionCollector(Collector):
                         delivery_events.c.generation == generation
                     )
                 ).scalar()
+                health = _health_rows(conn, generation)
+                building = _building(conn)
         except Exception as exc:  # noqa: BLE001 - a scrape reports the failure, not raises it
             log.warning("metrics: cannot read the read model: %s", exc)
             up.add_metric([], 0)
@@ -120,9 +123,134 @@ class ProjectionCollector(Collector):
         yield next_g
         yield end_g
         yield lag_g
+        yield from _partition_health(health)
+        yield from _rebuild_progress(building, ends)
         if newest is not None:
             last = GaugeMetricFamily(
                 "projection_last_event_timestamp_seconds", "newest occurrence time applied"
             )
             last.add_metric([], newest.timestamp())
             yield last
+
+
+# -- per partition and rebuild (docs/dashboards-and-alerts.md) -------------------------
+# Read from the small tables only (offsets, dead letters, generations): a scrape never
+# counts the history.
+_PARTITION = ["topic", "partition"]
+
+
+def _health_rows(conn: Connection, generation: int) -> list[Any]:
+    dead = (
+        select(
+            dead_letters.c.topic,
+            dead_letters.c.partition,
+            func.count().label("dead"),
+            func.sum(
+                (dead_letters.c.status == DeadLetterStatus.PENDING).cast(Integer)
+            ).label("pending"),
+        )
+        .where(dead_letters.c.generation == generation)
+        .group_by(dead_letters.c.topic, dead_letters.c.partition)
+        .subquery()
+    )
+    return list(
+        conn.execute(
+            select(
+                projection_offsets.c.topic,
+                projection_offsets.c.partition,
+                projection_offsets.c.owner,
+                projection_offsets.c.updated_at,
+                projection_offsets.c.messages_read,
+                projection_offsets.c.duplicates,
+                func.coalesce(dead.c.dead, 0).label("dead"),
+                func.coalesce(dead.c.pending, 0).label("pending"),
+            )
+            .outerjoin(
+                dead,
+                (dead.c.topic == projection_offsets.c.topic)
+                & (dead.c.partition == projection_offsets.c.partition),
+            )
+            .where(projection_offsets.c.generation == generation)
+            .order_by(projection_offsets.c.topic, projection_offsets.c.partition)
+        ).all()
+    )
+
+
+def _partition_health(rows: list[Any]) -> Iterator[Metric]:
+    owned = GaugeMetricFamily(
+        "projection_partition_owned", "1 if a projector has claimed the partition",
+        labels=_PARTITION,
+    )
+    updated = GaugeMetricFamily(
+        "projection_partition_updated_timestamp_seconds",
+        "when a projector last moved or claimed the partition's offset", labels=_PARTITION,
+    )
+    read = CounterMetricFamily(
+        "projection_messages_read", "messages read for the first time", labels=_PARTITION
+    )
+    copies = CounterMetricFamily(
+        "projection_duplicates", "messages that were copies of an applied event",
+        labels=_PARTITION,
+    )
+    dead = CounterMetricFamily(
+        "projection_dead_letters", "messages dead-lettered (pending or replayed)",
+        labels=_PARTITION,
+    )
+    pending = GaugeMetricFamily(
+        "projection_dead_letters_pending", "dead letters not replayed", labels=_PARTITION
+    )
+    for r in rows:
+        key = [r.topic, str(r.partition)]
+        owned.add_metric(key, 0 if r.owner is None else 1)
+        updated.add_metric(key, r.updated_at.timestamp())
+        read.add_metric(key, int(r.messages_read))
+        copies.add_metric(key, int(r.duplicates))
+        dead.add_metric(key, int(r.dead))
+        pending.add_metric(key, int(r.pending or 0))
+    yield from (owned, updated, read, copies, dead, pending)
+
+
+def _building(conn: Connection) -> tuple[Any, dict[tuple[str, int], int]] | None:
+    """The generation a rebuild is writing, if any, and where it reads next."""
+    row = conn.execute(
+        select(generations.c.generation, generations.c.heartbeat_at, generations.c.created_at)
+        .where(generations.c.status == GenerationStatus.BUILDING)
+        .order_by(generations.c.generation.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    offsets = {
+        (p.topic, p.partition): p.next_offset for p in partition_offsets(conn, row.generation)
+    }
+    return row, offsets
+
+
+def _rebuild_progress(
+    building: tuple[Any, dict[tuple[str, int], int]] | None,
+    ends: Mapping[tuple[str, int], int] | None,
+) -> Iterator[Metric]:
+    running = GaugeMetricFamily("projection_rebuild_running", "1 while a rebuild writes")
+    running.add_metric([], 0 if building is None else 1)
+    yield running
+    if building is None:
+        return
+    row, offsets = building
+    gen = GaugeMetricFamily("projection_rebuild_generation", "the generation being rebuilt")
+    gen.add_metric([], row.generation)
+    yield gen
+    beat = GaugeMetricFamily(
+        "projection_rebuild_heartbeat_timestamp_seconds", "the rebuild's last sign of life"
+    )
+    beat.add_metric([], (row.heartbeat_at or row.created_at).timestamp())
+    yield beat
+    if ends is not None:
+        lag = GaugeMetricFamily(
+            "projection_rebuild_lag_messages", "messages the rebuild has still to read",
+            labels=_PARTITION,
+        )
+        for (topic, partition), next_offset in sorted(offsets.items()):
+            end = ends.get((topic, partition))
+            if end is not None:
+                lag.add_metric([topic, str(partition)], max(0, end - next_offset))
+        yield lag

@@ -173,3 +173,40 @@ def test_the_compose_postgres_has_the_logical_log_and_the_outbox_tables() -> Non
         assert value is not None
         assert f"{setting}={value.group(1)}" in command
     assert "./sql/outbox.sql:/docker-entrypoint-initdb.d/10-outbox.sql:ro" in postgres["volumes"]
+
+
+def _mounts(service: str) -> dict[str, str]:
+    """Container path -> repository path of a service's bind mounts."""
+    found = {}
+    for volume in _compose()["services"][service].get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("./"):
+            found[target] = source[2:]
+    return found
+
+
+def test_prometheus_and_grafana_are_provisioned_with_the_rules_and_dashboards() -> None:
+    """Prometheus loads the repository's config and rules (the config names the rules
+    where they are mounted, and scrapes the API's service); Grafana gets the data
+    source and a dashboards provider whose path is where the dashboards are mounted."""
+    services = _compose()["services"]
+    prometheus = _mounts("prometheus")
+    assert prometheus["/etc/prometheus/prometheus.yml"] == "monitoring/prometheus/prometheus.yml"
+    config = yaml.safe_load((ROOT / prometheus["/etc/prometheus/prometheus.yml"]).read_text())
+    for rule_file in config["rule_files"]:
+        assert (ROOT / prometheus[rule_file]).is_file()
+    assert prometheus[config["rule_files"][0]] == "monitoring/prometheus/rules.yml"
+    targets = [t for job in config["scrape_configs"] for c in job["static_configs"]
+               for t in c["targets"]]
+    api_port = services["query-api"]["command"][services["query-api"]["command"].index("--port") + 1]
+    assert targets == [f"query-api:{api_port}"]
+    grafana = _mounts("grafana")
+    provisioning = ROOT / grafana["/etc/grafana/provisioning"]
+    sources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    assert [d["url"] for d in sources["datasources"]] == ["http://prometheus:9090"]
+    providers = yaml.safe_load((provisioning / "dashboards" / "dashboards.yml").read_text())
+    path = providers["providers"][0]["options"]["path"]
+    dashboards = ROOT / grafana[path]
+    assert sorted(p.name for p in dashboards.glob("*.json")) == ["delivery-read-model.json"]
+    home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (dashboards / Path(home).relative_to(path)).is_file()
