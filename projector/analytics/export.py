@@ -177,7 +177,9 @@ class Exporter:
             rows = _event_rows(history, wanted, generation, self._bar(total, window))
             plan = Plan(events, deliveries, state, window, rows, None, dropped, started)
             if deliveries.properties.get(SNAPSHOT_OF_PROPERTY) != plan.mark:
-                plan.current = _current_rows(reads.current_rows(conn, generation))
+                plan.current = _current_rows(
+                    reads.current_columns(conn, generation, _SERVED), generation
+                )
         return plan
 
     def commit(self, plan: Plan) -> ExportResult:
@@ -311,9 +313,22 @@ def _fold_event(h: reads.HistoryEvent) -> Any:
     )
 
 
-def _current_rows(rows: list[dict[str, Any]]) -> pa.Table:
-    cols: dict[str, list[Any]] = {name: [] for name in DELIVERY_COLUMNS}
-    for r in rows:
-        for name in DELIVERY_COLUMNS:
-            cols[name].append(r[name])
-    return arrow_table(cols, DELIVERIES_ARROW)
+#: The deliveries table's columns that the read model holds (``generation`` is added).
+_SERVED = tuple(n for n in DELIVERY_COLUMNS if n != "generation")
+
+
+def _current_rows(columns: dict[str, list[Any]], generation: int) -> pa.Table:
+    """The snapshot as Arrow; instants given as SQLite's UTC text are converted in bulk."""
+    arrays = []
+    count = len(columns["delivery_id"])
+    for column in DELIVERIES_ARROW:
+        if column.name == "generation":
+            arrays.append(pa.array([generation] * count, column.type))
+            continue
+        values = columns[column.name]
+        if pa.types.is_timestamp(column.type) and any(isinstance(v, str) for v in values):
+            naive = pa.array(values, pa.string()).cast(pa.timestamp("us"))
+            arrays.append(naive.cast(column.type))
+        else:
+            arrays.append(pa.array(values, column.type))
+    return pa.Table.from_arrays(arrays, schema=DELIVERIES_ARROW)
