@@ -24,7 +24,7 @@ analytics settings (environment):
   ANALYTICS_WAREHOUSE        path, file://... or s3://bucket/prefix
                              (default: <sqlite file stem>-warehouse beside it, or ./warehouse)
   ANALYTICS_CATALOG_URL      SQLAlchemy URL of the Iceberg SQL catalog (default DATABASE_URL)
-  ANALYTICS_OVERLAP_SECONDS  how far behind the watermark an export looks again (300)
+  ANALYTICS_OVERLAP_SECONDS  how far behind the watermark an export looks again (120)
   ANALYTICS_SETTLE_SECONDS   how recent an applied time is left for the next export (2)
   ANALYTICS_SNAPSHOT_RETENTION_HOURS  snapshots kept by `export compact` (168)
   ANALYTICS_S3_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY  for s3://

@@ -20,8 +20,10 @@ from schema import settings as shared
 from schema.settings import SettingError
 
 #: How far behind the watermark an export looks again: a batch whose applied time is
-#: older than its commit (a long transaction, a clock behind) is still found.
-DEFAULT_OVERLAP_SECONDS: Final = 300.0
+#: older than its commit (a long transaction, a clock behind) is still found. Twice
+#: the longest a projector transaction can last on PostgreSQL (its statement bound,
+#: 60 s), and every row applied in it is read again by the next export.
+DEFAULT_OVERLAP_SECONDS: Final = 120.0
 #: How recent an applied time an export does not read yet: a transaction still open
 #: now commits rows stamped before it; the next export takes them.
 DEFAULT_SETTLE_SECONDS: Final = 2.0
