@@ -13,11 +13,23 @@ import enum
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import orjson
+
+from schema.versions import (
+    FIRST_VERSION,
+    MAX_ETA_MINUTES,
+    REGISTRY,
+    SHAPES,
+    Registry,
+    Shape,
+)
+from schema.versions import (
+    DataField as DataField,  # re-exported: the catalogue's field rule
+)
 
 MAX_ID_LENGTH: Final = 128
 #: Deepest nesting of objects and arrays accepted in a message.
@@ -50,28 +62,10 @@ ALIASES: Final[Mapping[str, EventType]] = {
 }
 
 
-@dataclass(frozen=True)
-class DataField:
-    """One field of ``data`` that a known event type reads."""
-
-    name: str
-    kind: str  # "string" or "datetime"
-    required: bool
-
-
-#: What each known type reads from ``data``. Other fields are kept, never an error.
+#: What each known type reads from ``data`` at version 1 (``schema.versions`` holds
+#: every version). Other fields are kept, never an error.
 DATA_FIELDS: Final[Mapping[EventType, Sequence[DataField]]] = {
-    EventType.CREATED: (
-        DataField("orderId", "string", True),
-        DataField("shopId", "string", True),
-        DataField("estimatedDeliveryAt", "datetime", False),
-    ),
-    EventType.RIDER_ASSIGNED: (DataField("riderId", "string", True),),
-    EventType.RIDER_UNASSIGNED: (DataField("reason", "string", False),),
-    EventType.PICKED_UP: (DataField("riderId", "string", False),),
-    EventType.COMPLETED: (),
-    EventType.CANCELLED: (DataField("reason", "string", False),),
-    EventType.ETA_CHANGED: (DataField("estimatedDeliveryAt", "datetime", True),),
+    kind: SHAPES[(kind.value, FIRST_VERSION)].fields for kind in EventType
 }
 
 
@@ -108,7 +102,10 @@ class Event:
     """One valid delivery event, as folded and as kept in the history.
 
     ``event_type`` is the canonical name for a known type and the name as received
-    for an unknown one; ``known`` tells which.
+    for an unknown one; ``known`` tells which (a known type at a version this build
+    does not read is unknown too). ``data`` is in the newest shape of its type, the
+    one the fold reads; ``received_data`` and ``version`` are as received, as the
+    history keeps them.
     """
 
     event_id: str
@@ -122,6 +119,12 @@ class Event:
     estimated_delivery_at: datetime | None = None
     #: ``eventVersion`` as received (1 when the message carried none).
     version: int = 1
+    #: ``data`` as received when upcasting changed it; None when ``data`` is as received.
+    received: Mapping[str, Any] | None = None
+
+    @property
+    def received_data(self) -> Mapping[str, Any]:
+        return self.data if self.received is None else self.received
 
     @property
     def sort_key(self) -> tuple[datetime, int, str]:
@@ -281,7 +284,7 @@ def _finite_float(text: str) -> float:
     return number
 
 
-def _check_data_storable(kind: EventType | None, data: Mapping[str, Any]) -> None:
+def _check_data_storable(shape: Shape | None, data: Mapping[str, Any]) -> None:
     """``data`` is stored whole: refuse what no database can store, and NUL where we read.
 
     A lone surrogate (``\\ud800``) cannot be written as UTF-8 anywhere in it. A NUL
@@ -303,18 +306,20 @@ def _check_data_storable(kind: EventType | None, data: Mapping[str, Any]) -> Non
                 f"data holds a lone surrogate (\\u{ord(_first_surrogate(item)):04x}),"
                 " which UTF-8 cannot encode",
             )
-    if kind is None:
+    if shape is None:
         return
-    for name in _READ_DATA_FIELDS[kind]:
-        _refuse_nul(data.get(name), f"data.{name}")
+    for name in shape.read:
+        _refuse_nul(_field(data, name), f"data.{name}")
 
 
-#: What each known type reads from ``data``: its fields, and ``estimatedDeliveryAt``,
-#: which every known type reads when it is present (``make_event``).
-_READ_DATA_FIELDS: Final[Mapping[EventType, frozenset[str]]] = {
-    kind: frozenset({f.name for f in fields} | {"estimatedDeliveryAt"})
-    for kind, fields in DATA_FIELDS.items()
-}
+def _field(data: Mapping[str, Any], path: str) -> Any:
+    """``data`` at ``path`` (``shop.id``), or None where a step is absent or not an object."""
+    value: Any = data
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
 
 
 def _refuse_nul(value: object, name: str) -> None:
@@ -333,6 +338,7 @@ def parse_message(
     key: bytes | None = None,
     headers: Sequence[tuple[str, bytes | None]] = (),
     source_tz: tzinfo = UTC,
+    registry: Registry = REGISTRY,
 ) -> Event:
     """Parse one message into an ``Event`` or raise ``EventParseError``."""
     body, escaped = _decode(value)
@@ -365,8 +371,6 @@ def parse_message(
         data = {}
     if not isinstance(data, dict):
         raise EventParseError(ErrorCode.WRONG_TYPE, f"data must be an object, got {_kind(data)}")
-    if escaped:
-        _check_data_storable(canonical_type(raw_type), data)
     version_header = header_map.get("eventVersion")
     if version_header is None and headers:
         # A header that is not UTF-8 is no header for the ids, but a version that
@@ -376,9 +380,13 @@ def parse_message(
             None,
         )
     version = _version(body, version_header)
+    if escaped:
+        kind = canonical_type(raw_type)
+        shape = None if kind is None else registry.shapes.get((kind.value, version))
+        _check_data_storable(shape, data)
 
     return make_event(
-        event_id, raw_type, delivery_id, occurred_at, sequence, data, source_tz, version
+        event_id, raw_type, delivery_id, occurred_at, sequence, data, source_tz, version, registry
     )
 
 
@@ -425,20 +433,24 @@ def make_event(
     sequence: int | None,
     data: Mapping[str, Any],
     source_tz: tzinfo = UTC,
-    version: int = 1,
+    version: int = FIRST_VERSION,
+    registry: Registry = REGISTRY,
 ) -> Event:
-    """An ``Event`` from fields already read (a message, or a history row).
+    """An ``Event`` from fields already read (a message, or a history row): the one
+    pipeline from an event as received to the shape the fold reads.
 
-    Raises ``EventParseError`` when a known type lacks its ``data`` fields. A known
-    type at a version this build does not know is an unknown event: kept, counted,
-    folding nothing.
+    A known type is checked against the shape of the version received (raising
+    ``EventParseError`` when it lacks a field or holds one of the wrong type), its
+    estimated delivery time read as that version states it, then its ``data``
+    upcast to the newest shape. A known type at a version ``registry`` does not
+    read is an unknown event: kept, counted, folding nothing.
     """
     kind = canonical_type(event_type)
-    eta = None
-    if kind is not None and version != 1:
+    shape = None if kind is None else registry.shapes.get((kind.value, version))
+    if kind is None or shape is None or (kind.value, version) not in registry.reads:
         return Event(
             event_id=event_id,
-            event_type=kind.value,
+            event_type=event_type if kind is None else kind.value,
             delivery_id=delivery_id,
             occurred_at=occurred_at,
             sequence=sequence,
@@ -446,31 +458,34 @@ def make_event(
             known=False,
             version=version,
         )
-    if kind is not None:
-        times = _check_data(kind, data, source_tz)
-        eta = times.get("estimatedDeliveryAt")
-        if eta is None and data.get("estimatedDeliveryAt") is not None:
-            eta = parse_time(data["estimatedDeliveryAt"], source_tz, "data.estimatedDeliveryAt")
+    eta = _check_data(kind, shape, data, occurred_at, source_tz)
+    newest = registry.upcast(kind.value, version, data, occurred_at)
     return Event(
         event_id=event_id,
-        event_type=kind.value if kind is not None else event_type,
+        event_type=kind.value,
         delivery_id=delivery_id,
         occurred_at=occurred_at,
         sequence=sequence,
-        data=data,
-        known=kind is not None,
+        data=newest,
+        known=True,
         estimated_delivery_at=eta,
         version=version,
+        received=None if newest is data else data,
     )
 
 
 def _check_data(
-    kind: EventType, data: Mapping[str, Any], source_tz: tzinfo
-) -> dict[str, datetime]:
-    """Check the ``data`` fields ``kind`` reads; returns the date-times among them, parsed."""
+    kind: EventType,
+    shape: Shape,
+    data: Mapping[str, Any],
+    occurred_at: datetime,
+    source_tz: tzinfo,
+) -> datetime | None:
+    """Check the ``data`` fields ``shape`` reads; returns the estimated delivery time."""
     times: dict[str, datetime] = {}
-    for spec in DATA_FIELDS[kind]:
-        value = data.get(spec.name)
+    minutes: dict[str, int] = {}
+    for spec in shape.fields:
+        value = _field(data, spec.name)
         if value is None:
             if spec.required:
                 raise EventParseError(
@@ -487,12 +502,38 @@ def _check_data(
                 raise EventParseError(
                     ErrorCode.INVALID_DATA_FIELD, f"data.{spec.name} must not be empty"
                 )
+        elif spec.kind == "object":
+            if not isinstance(value, dict):
+                raise EventParseError(
+                    ErrorCode.INVALID_DATA_FIELD,
+                    f"data.{spec.name} must be an object, got {_kind(value)}",
+                )
+        elif spec.kind == "minutes":
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not 0 <= value <= MAX_ETA_MINUTES
+            ):
+                raise EventParseError(
+                    ErrorCode.INVALID_DATA_FIELD,
+                    f"data.{spec.name} must be an integer from 0 to {MAX_ETA_MINUTES},"
+                    f" got {value if isinstance(value, int) else _kind(value)}",
+                )
+            minutes[spec.name] = value
         else:
             try:
                 times[spec.name] = parse_time(value, source_tz, f"data.{spec.name}")
             except EventParseError as exc:
                 raise EventParseError(ErrorCode.INVALID_DATA_FIELD, exc.reason) from None
-    return times
+    if shape.eta == "etaMinutes":
+        found = minutes.get("etaMinutes")
+        return None if found is None else occurred_at + timedelta(minutes=found)
+    eta = times.get("estimatedDeliveryAt")
+    if eta is None and data.get("estimatedDeliveryAt") is not None:
+        # Every version-1 type reads it when present (CONTRACT.md: only the ETA
+        # types use it, but an unreadable one is an unreadable time).
+        eta = parse_time(data["estimatedDeliveryAt"], source_tz, "data.estimatedDeliveryAt")
+    return eta
 
 
 def _identifier(

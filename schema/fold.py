@@ -58,7 +58,7 @@ Handler = Callable[[DeliveryRow, Event], Changes]
 def _created(row: DeliveryRow, event: Event) -> Changes:
     result: Changes = {
         "order_id": event.data["orderId"],
-        "shop_id": event.data["shopId"],
+        "shop_id": event.data["shop"]["id"],
         "created_at": event.occurred_at,
     }
     if event.estimated_delivery_at is not None:
@@ -69,7 +69,7 @@ def _created(row: DeliveryRow, event: Event) -> Changes:
 
 
 def _rider_assigned(row: DeliveryRow, event: Event) -> Changes:
-    rider = event.data["riderId"]
+    rider = event.data["rider"]["id"]
     if row.state in (State.UNKNOWN, State.CREATED, State.ASSIGNED):
         return {"state": State.ASSIGNED, "rider_id": rider, "assigned_at": event.occurred_at}
     if row.state is State.PICKED_UP:

@@ -8,11 +8,11 @@ functions, and the query API turns its rows into the same ``DeliveryRow``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from operator import attrgetter
 from typing import Any, Final
 
-from schema.events import Event
+from schema.events import Event, make_event
 from schema.fold import DeliveryRow, State
 from schema.tables import deliveries, delivery_events
 
@@ -83,16 +83,15 @@ def event_from_history(r: Mapping[Any, Any]) -> Event:
 
     Its type and ``known`` as stored, its ETA as read then: a later change of
     SOURCE_TIMEZONE (or of the catalogue) moves no row that was already folded.
+    Its ``data`` and version are as received: a known event goes through the same
+    pipeline as a message (``make_event``, which upcasts it to the newest shape).
     """
-    sequence = r["sequence"]
-    return Event(
-        event_id=r["event_id"],
-        event_type=r["event_type"],
-        delivery_id=r["delivery_id"],
-        occurred_at=r["occurred_at"],
-        sequence=None if sequence is None else int(sequence),
-        data=r["data"] if r["data"] is not None else {},
-        known=bool(r["known"]),
-        estimated_delivery_at=r["estimated_delivery_at"],
-        version=int(r.get("event_version", 1)),
-    )
+    sequence = None if r["sequence"] is None else int(r["sequence"])
+    data = r["data"] if r["data"] is not None else {}
+    version = int(r.get("event_version", 1))
+    if not r["known"]:
+        return Event(r["event_id"], r["event_type"], r["delivery_id"], r["occurred_at"],
+                     sequence, data, known=False, version=version)
+    event = make_event(r["event_id"], r["event_type"], r["delivery_id"], r["occurred_at"],
+                       sequence, data, version=version)
+    return replace(event, estimated_delivery_at=r["estimated_delivery_at"])

@@ -58,7 +58,7 @@ def history_row(event: Event, message: SourceMessage) -> HistoryRow:
         1 if event.known else 0,
         event.occurred_at,
         event.sequence,
-        json_text(event.data),
+        json_text(event.received_data),
         event.estimated_delivery_at,
         message.topic,
         message.partition,

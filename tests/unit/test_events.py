@@ -87,9 +87,11 @@ def test_the_contract_example_parses() -> None:
         delivery_id="D-1001",
         occurred_at=datetime(2026, 11, 25, 6, 0, tzinfo=UTC),
         sequence=2,
-        data={"riderId": "R-7"},
+        data={"rider": {"id": "R-7"}},  # version 1 upcast to the newest shape
         known=True,
+        received={"riderId": "R-7"},
     )
+    assert event.received_data == {"riderId": "R-7"}
     assert event.kind is EventType.RIDER_ASSIGNED
     assert event.sort_key == (datetime(2026, 11, 25, 6, 0, tzinfo=UTC), 2, event.event_id)
 
@@ -109,7 +111,7 @@ def test_absent_data_is_an_empty_object() -> None:
 def test_unknown_data_fields_are_kept() -> None:
     data = {"orderId": "O-9", "shopId": "S-9", "menu": ["김치찌개"], "tip": 1000, "n": None}
     event = parse(body(data=data))
-    assert dict(event.data) == data
+    assert dict(event.received_data) == data
 
 
 def test_absent_sequence_is_none_and_sorts_as_zero() -> None:
@@ -420,7 +422,7 @@ def test_a_nul_in_an_unknown_data_field_is_kept_not_a_dead_letter() -> None:
     data = {"orderId": "O-1", "shopId": "S-1", "note": "a\u0000b", "x\u0000": ["\u0000", {"y": "\u0000"}]}
     for ascii_only in (True, False):
         event = parse_message(json.dumps(body(data=data), ensure_ascii=ascii_only).encode())
-        assert event.data == data
+        assert event.received_data == data
 
 
 def test_a_nul_in_an_unknown_event_types_data_is_kept() -> None:
@@ -507,7 +509,7 @@ def test_unknown_fields_decide_nothing_and_both_paths_agree(
     if surrogate:
         assert outcomes[0] is ErrorCode.INVALID_UTF8
     else:
-        assert isinstance(outcomes[0], Event) and outcomes[0].data == data
+        assert isinstance(outcomes[0], Event) and outcomes[0].received_data == data
 
 
 def test_escaped_ordinary_characters_are_fine() -> None:
@@ -659,7 +661,7 @@ def test_a_data_field_of_the_wrong_type_is_rejected(
     ],
 )
 def test_optional_data_fields_are_accepted(kind: EventType, data: dict[str, Any]) -> None:
-    assert dict(parse(body(eventType=kind.value, data=data)).data) == data
+    assert dict(parse(body(eventType=kind.value, data=data)).received_data) == data
 
 
 @pytest.mark.parametrize(

@@ -46,21 +46,25 @@ pytestmark = pytest.mark.unit
 
 
 def expected_value(field: str, event_type: str, occurred_at: datetime,
-                   data: Mapping[str, Any], eta: datetime | None, count: int) -> Any:
-    """What an event of this type puts in ``field``, read from the event alone (the
-    contract's catalogue), as an oracle independent of the handlers. ``count`` is the
-    number of events folded up to and including it."""
+                   data: Mapping[str, Any], eta: datetime | None, count: int,
+                   version: int = 1) -> Any:
+    """What an event of this type puts in ``field``, read from the event as received
+    alone (the contract's catalogue and its version 2 table), as an oracle independent
+    of the handlers and the upcasters. ``count`` is the number of events folded up to
+    and including it."""
     times = {"created_at": "DeliveryCreated", "assigned_at": "DeliveryRiderAssigned",
              "picked_up_at": "DeliveryPickedUp", "delivered_at": "DeliveryCompleted",
              "cancelled_at": "DeliveryCancelled"}
     if field in times:
         return None if event_type == "DeliveryRiderUnassigned" else occurred_at
     if field == "rider_id":
+        if event_type == "DeliveryRiderAssigned" and version == 2:
+            return data["rider"]["id"]
         return data.get("riderId")
     if field == "order_id":
         return data["orderId"]
     if field == "shop_id":
-        return data["shopId"]
+        return data["shop"]["id"] if version == 2 else data["shopId"]
     if field == "cancel_reason":
         return data.get("reason")
     if field == "estimated_delivery_at":
@@ -84,7 +88,8 @@ def check_lineage(events: Sequence[Event]) -> None:
         if field != "state":
             e = step.event
             assert getattr(row, field) == expected_value(
-                field, e.event_type, e.occurred_at, e.data, e.estimated_delivery_at, index + 1
+                field, e.event_type, e.occurred_at, e.received_data, e.estimated_delivery_at,
+                index + 1, e.version,
             ), field
     # the delivery id aside, a field no event set still holds the empty row's value
     for field in set(ROW_FIELDS) - set(found) - {"delivery_id"}:
