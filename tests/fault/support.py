@@ -131,7 +131,7 @@ def assert_read_model_equals_fold(db_url: str, records: Sequence[LogRecord],
         got = (stored["delivery_id"], stored["event_type"], stored["occurred_at"],
                stored["sequence"], data)
         want = (event.delivery_id, event.event_type, event.occurred_at, event.sequence,
-                event.data)
+                event.received_data)
         assert got == want, f"history row {event_id}: table {got} != log {want}"
 
     return Verified(records=read, events=len(expected_history),

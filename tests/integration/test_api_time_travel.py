@@ -175,8 +175,9 @@ def check_view(answer: dict[str, Any] | None, events: Sequence[Event]) -> None:
         assert entry["occurredAt"] == serialize_datetime(event.occurred_at)
         assert all(field not in s.fields for s in ordered[index + 1:]), field
         if field != "state":
-            value = expected_value(field, event.event_type, event.occurred_at, event.data,
-                                   event.estimated_delivery_at, index + 1)
+            value = expected_value(field, event.event_type, event.occurred_at,
+                                   event.received_data, event.estimated_delivery_at, index + 1,
+                                   event.version)
             shown = answer[entry["field"]]
             assert shown == (serialize_datetime(value) if isinstance(value, datetime) else value)
         else:
@@ -336,10 +337,12 @@ def to_message(event: Event, prefix: str) -> dict[str, Any]:
         "eventType": event.event_type,
         "deliveryId": prefix + "D",
         "occurrenceDateTime": event.occurred_at.isoformat(),
-        "data": dict(event.data),
+        "data": dict(event.received_data),
     }
     if event.sequence is not None:
         body["sequence"] = event.sequence
+    if event.version != 1:
+        body["eventVersion"] = event.version
     return body
 
 
