@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projector.simulate import SimulationConfig, simulate
+from producer.simulate import SimulationConfig, simulate
 from schema.events import make_event
 from schema.versions import REGISTRY
 from tests.versions_support import as_v1, as_v2, bodies, encoded, events, outcome
