@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from producer.produce import KafkaTarget
@@ -39,6 +39,8 @@ class SimulationConfig:
     duplicate_ratio: float = 0.03
     alias_ratio: float = 0.05
     span_hours: float = 12.0
+    #: (version, share): that share of the events is written at that version (``--versions``).
+    versions: tuple[tuple[int, float], ...] = ()
 
 
 def simulate(config: SimulationConfig) -> list[dict[str, Any]]:
@@ -65,7 +67,8 @@ def simulate(config: SimulationConfig) -> list[dict[str, Any]]:
             stream.append(delayed.pop(0)[1])
         delayed.sort(key=lambda d: d[0])
     stream.extend(event for _, event in delayed)
-    return with_aliases(stream, config.alias_ratio, config.seed)
+    stream = with_aliases(stream, config.alias_ratio, config.seed)
+    return with_versions(stream, config.versions, config.seed) if config.versions else stream
 
 
 def _lifecycle(
@@ -145,6 +148,82 @@ def with_aliases(stream: list[dict[str, Any]], ratio: float, seed: int) -> list[
             event = {**event, "eventType": by_type[event["eventType"]]}
         out.append(event)
     return out
+
+
+#: The types a producer can write at version 2 (CONTRACT.md, "Event versions").
+_VERSION_2: Final = {"DeliveryCreated", "DeliveryRiderAssigned", "배달생성", "배차완료"}
+
+
+def at_version_2(event: dict[str, Any]) -> dict[str, Any] | None:
+    """``event`` as a producer of version 2 writes it, or None for a type without one.
+
+    ``riderId`` becomes ``rider``; ``shopId`` becomes ``shop`` and the ETA whole
+    minutes after the occurrence (``etaMinutes``, rounded, at most a day).
+    """
+    if event["eventType"] not in _VERSION_2:
+        return None
+    data = dict(event["data"])
+    if "riderId" in data:
+        data["rider"] = {"id": data.pop("riderId")}
+    else:
+        data["shop"] = {"id": data.pop("shopId")}
+        eta = data.pop("estimatedDeliveryAt", None)
+        if eta is not None:
+            delta = _parse_iso(eta) - _parse_iso(event["occurrenceDateTime"])
+            data["etaMinutes"] = min(1440, max(0, round(delta.total_seconds() / 60)))
+    return {**event, "eventVersion": 2, "data": data}
+
+
+def _parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def with_versions(
+    stream: list[dict[str, Any]], versions: Iterable[tuple[int, float]], seed: int
+) -> list[dict[str, Any]]:
+    """Write a share of the events at later versions: version 2 where the type has one
+    (both copies of a duplicate alike), any other version as a future one this build
+    does not read (kept, counted as unknown, folding nothing)."""
+    shares = sorted(versions)
+    rng = random.Random(seed * 104729)
+    chosen: dict[str, int] = {}
+    out = []
+    for event in stream:
+        event_id = event["eventId"]
+        if event_id not in chosen:
+            roll, version = rng.random(), 1
+            for candidate, share in shares:
+                if roll < share:
+                    version = candidate
+                    break
+                roll -= share
+            chosen[event_id] = version
+        version = chosen[event_id]
+        if version == 2:
+            event = at_version_2(event) or event
+        elif version > 2:
+            event = {**event, "eventVersion": version}
+        out.append(event)
+    return out
+
+
+def parse_versions(spec: str) -> tuple[tuple[int, float], ...]:
+    """``--versions 2:0.3,3:0.01``: 30 % of the events at version 2, 1 % at version 3."""
+    found: dict[int, float] = {}
+    for part in spec.split(","):
+        version_text, sep, share_text = part.strip().partition(":")
+        try:
+            version, share = int(version_text), float(share_text)
+        except ValueError:
+            raise ValueError(f"--versions: {part.strip()!r} is not VERSION:SHARE") from None
+        if not sep or version < 2 or not 0 <= share <= 1 or version in found:
+            raise ValueError(
+                f"--versions: {part.strip()!r}: a version from 2 on, once, a share from 0 to 1"
+            )
+        found[version] = share
+    if sum(found.values()) > 1:
+        raise ValueError("--versions: the shares add up to more than 1")
+    return tuple(sorted(found.items()))
 
 
 def encode(event: dict[str, Any]) -> bytes:

@@ -210,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--late-ratio", type=float, default=0.03)
     sim.add_argument("--duplicate-ratio", type=float, default=0.03)
     sim.add_argument(
+        "--versions",
+        metavar="V:SHARE,...",
+        help="write a share of the events at later versions, e.g. 2:0.3,3:0.01 (30%% at "
+        "version 2 where the type has one, 1%% at a future version 3); default: all at 1",
+    )
+    sim.add_argument(
         "--follow",
         action="store_true",
         help="keep appending new deliveries (times: the wall clock) until Ctrl-C or SIGTERM; "

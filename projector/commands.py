@@ -284,12 +284,21 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
             raise ConfigError(f"--start {args.start!r} is not an ISO-8601 time") from None
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
+    versions: tuple[tuple[int, float], ...] = ()
+    if getattr(args, "versions", None):
+        from producer.simulate import parse_versions
+
+        try:
+            versions = parse_versions(args.versions)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     config = SimulationConfig(
         deliveries=args.deliveries,
         seed=args.seed,
         start=start,
         late_ratio=args.late_ratio,
         duplicate_ratio=args.duplicate_ratio,
+        versions=versions,
     )
     stream = simulate(config)
     if getattr(args, "to_outbox", None):
