@@ -446,8 +446,8 @@ def make_event(
     read is an unknown event: kept, counted, folding nothing.
     """
     kind = canonical_type(event_type)
-    shape = None if kind is None else registry.shapes.get((kind.value, version))
-    if kind is None or shape is None or (kind.value, version) not in registry.reads:
+    path = None if kind is None else registry.paths.get((kind.value, version))
+    if kind is None or path is None:
         return Event(
             event_id=event_id,
             event_type=event_type if kind is None else kind.value,
@@ -458,8 +458,11 @@ def make_event(
             known=False,
             version=version,
         )
+    shape, upcasters = path
     eta = _check_data(kind, shape, data, occurred_at, source_tz)
-    newest = registry.upcast(kind.value, version, data, occurred_at)
+    newest = data
+    for upcast in upcasters:
+        newest = upcast(newest, occurred_at)
     return Event(
         event_id=event_id,
         event_type=kind.value,

@@ -117,15 +117,15 @@ def _created_1_to_2(data: Mapping[str, Any], occurred_at: datetime) -> dict[str,
     """``shopId`` becomes ``shop.id``. The estimated delivery time was read at version 1
     (an instant, which whole minutes could not always hold): ``estimatedDeliveryAt``
     stays, a field version 2 keeps and does not read."""
-    out = {k: v for k, v in data.items() if k != "shopId"}
-    out["shop"] = {"id": data["shopId"]}
+    out = dict(data)
+    out["shop"] = {"id": out.pop("shopId")}
     return out
 
 
 def _rider_assigned_1_to_2(data: Mapping[str, Any], occurred_at: datetime) -> dict[str, Any]:
     """``riderId`` becomes ``rider.id``."""
-    out = {k: v for k, v in data.items() if k != "riderId"}
-    out["rider"] = {"id": data["riderId"]}
+    out = dict(data)
+    out["rider"] = {"id": out.pop("riderId")}
     return out
 
 
@@ -155,30 +155,46 @@ class Registry:
     upcasters: Iterable[Upcaster]
     steps: Mapping[tuple[str, int], Upcaster] = field(init=False)
     newest: Mapping[str, int] = field(init=False)
-    reads: frozenset[tuple[str, int]] = field(init=False)
+    #: Per (type, version) read as received: its shape and the upcasters to the newest,
+    #: in order (none for the newest). One lookup per event: the parser's hot path.
+    paths: Mapping[tuple[str, int], tuple[Shape, tuple[UpcastFunction, ...]]] = field(
+        init=False
+    )
 
     def __post_init__(self) -> None:
         steps, newest = _check_chain(self.shapes, tuple(self.upcasters))
         object.__setattr__(self, "upcasters", tuple(self.upcasters))
         object.__setattr__(self, "steps", steps)
         object.__setattr__(self, "newest", newest)
-        object.__setattr__(self, "reads", frozenset(self.shapes))
+        paths = {}
+        for (name, version), shape in self.shapes.items():
+            chain = []
+            at = version
+            while at < newest[name]:
+                step = steps[(name, at)]
+                chain.append(step.function)
+                at = step.target
+            paths[(name, version)] = (shape, tuple(chain))
+        object.__setattr__(self, "paths", paths)
+
+    @property
+    def reads(self) -> frozenset[tuple[str, int]]:
+        """The (type, version) pairs read as received."""
+        return frozenset(self.paths)
 
     def lacking(self, event_type: str, version: int) -> Registry:
         """This registry, except that ``version`` of ``event_type`` is not read as received."""
         copy = Registry(self.shapes, self.upcasters)
-        object.__setattr__(copy, "reads", self.reads - {(event_type, version)})
+        paths = {k: v for k, v in self.paths.items() if k != (event_type, version)}
+        object.__setattr__(copy, "paths", paths)
         return copy
 
     def upcast(
         self, event_type: str, version: int, data: Mapping[str, Any], occurred_at: datetime
     ) -> Mapping[str, Any]:
         """``data`` of ``event_type`` at ``version`` in the newest shape (itself if newest)."""
-        newest = self.newest[event_type]
-        while version < newest:
-            step = self.steps[(event_type, version)]
-            data = step.function(data, occurred_at)
-            version = step.target
+        for function in self.paths[(event_type, version)][1]:
+            data = function(data, occurred_at)
         return data
 
 
