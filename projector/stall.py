@@ -23,6 +23,10 @@ from collections.abc import Callable
 
 __all__ = ["StallWatch"]
 
+#: How long before a transaction began its stand-still may have begun: the last tick
+#: before a freeze can come up to a tick (and some scheduling delay) earlier.
+SLACK_S = 1.0
+
 
 class StallWatch:
     def __init__(
@@ -64,13 +68,16 @@ class StallWatch:
             self._last = now
 
     def longest_pause_since(self, since: float) -> float:
-        """Seconds of the longest stand-still that ended at or after ``since`` (or is going
-        on: the thread may not have ticked yet after a thaw)."""
+        """Seconds of the longest stand-still that began after ``since`` (less ``SLACK_S``),
+        ended or still going on (the thread may not have ticked yet after a thaw). One
+        that began well before ``since`` is not this transaction's: the transaction
+        began after the thaw."""
         now = self._clock()
+        earliest = since - SLACK_S
         with self._lock:
-            ongoing = max(0.0, now - self._last - self.tick_s)
-            ended = [end - start for start, end in self._pauses if end >= since]
-        return max([ongoing, *ended])
+            ended = [end - start for start, end in self._pauses if start >= earliest]
+            ongoing = now - self._last - self.tick_s if self._last >= earliest else 0.0
+        return max([0.0, ongoing, *ended])
 
     def stood_still(self, since: float) -> bool:
         """True when the process stood still for at least ``bound_s`` since ``since``."""

@@ -38,6 +38,18 @@ def test_a_gap_between_ticks_past_the_bound_is_a_stand_still() -> None:
     assert not watch.stood_still(clock.t - 0.5), "a pause before the transaction began"
 
 
+def test_a_transaction_begun_after_the_thaw_did_not_stand_still() -> None:
+    clock = Clock()
+    watch = StallWatch(8.0, tick_s=0.25, clock=clock)
+    watch.tick()
+    clock.t += 12.0  # frozen outside any transaction
+    began = clock()  # thawed: a transaction begins before the thread has ticked
+    clock.t += 0.01
+    assert not watch.stood_still(began)
+    watch.tick()
+    assert not watch.stood_still(began)
+
+
 def test_a_short_pause_is_not_a_stand_still_and_zero_turns_it_off() -> None:
     clock = Clock()
     watch = StallWatch(8.0, clock=clock)
