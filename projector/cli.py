@@ -252,7 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         from projector.commands import COMMANDS
+        from projector.gctuning import freeze_after_start_up
 
+        freeze_after_start_up()  # everything is imported: what lives now lives to the end
         return int(COMMANDS[args.command](settings, args))
     except KeyboardInterrupt:
         print("projector: interrupted", file=sys.stderr)
