@@ -55,13 +55,15 @@ def _model(db_url: str, generation: int) -> dict[str, list[dict[str, Any]]]:
 
 def _mixed_stream(stream: Stream) -> None:
     """Simulated deliveries (duplicates, late events), bad messages (one with headers that
-    are not UTF-8), an event of a version this build does not know, and versions in the
-    body and in the Kafka header."""
+    are not UTF-8), a version-2 event, one of a version this build does not know, and
+    versions in the body and in the Kafka header."""
     stream.produce(simulated(60, seed=21) + [BAD])
     future = make_event("DeliveryRiderAssigned", "D-V", "2026-11-25T10:05:00Z", event_id="v-3",
                         data={"courier": {"ref": "R-3"}}, eventVersion=3)
+    assigned_v2 = make_event("DeliveryRiderAssigned", "D-V", "2026-11-25T10:01:00Z",
+                             event_id="v-2", data={"rider": {"id": "R-9"}}, eventVersion=2)
     stream.produce([(b"D-V", encode(make_event("DeliveryCreated", "D-V", event_id="v-1"))),
-                    (b"D-V", encode(future))])
+                    (b"D-V", encode(assigned_v2)), (b"D-V", encode(future))])
     header_v1 = make_event("DeliveryPickedUp", "D-V", "2026-11-25T10:10:00Z", event_id="v-h")
     produce(Settings(kafka_bootstrap_servers=stream.bootstrap, kafka_topic=stream.topic),
             [(b"D-V", encode(header_v1), [("eventVersion", b"1")]),
@@ -84,6 +86,7 @@ def test_a_rebuild_from_the_history_equals_a_rebuild_from_the_topic(
     served = _model(stream.db_url, 1)
     assert len(served["dead_letters"]) == 2
     assert any(r["event_id"] == "v-3" for r in served["history"])
+    assert any(r["delivery_id"] == "D-V" and r["rider_id"] == "R-9" for r in served["deliveries"])
 
     from_history = _rebuild(stream, "--from-history", "--keep-old")
     assert from_history["mode"] == "from-history" and from_history["generation"] == 2
