@@ -17,7 +17,15 @@ from projector.settings import Settings
 from schema.db import make_engine
 from schema.tables import dead_letters, deliveries, delivery_events
 from tests.helpers import encode, make_event, run_projector, stored_offsets
-from tests.integration._rebuild_support import BAD, Stream, gens, simulated
+from tests.integration._rebuild_support import (
+    BAD,
+    Stream,
+    gens,
+    kill_when_building,
+    offsets,
+    simulated,
+    start_projector,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +162,24 @@ def test_a_rebuild_from_the_history_keeps_what_the_topic_lost_and_catches_up_fro
         for (_, p), n in served_offsets.items()
     }
     assert all(p["lag"] == 0 for p in status["partitions"])
+
+
+def test_a_rebuild_from_the_history_killed_midway_is_resumed_from_its_offsets(
+    migrated_url: str, kafka_bootstrap: str, topic_factory: Callable[..., str],
+) -> None:
+    stream = Stream(kafka_bootstrap, topic_factory(3), migrated_url, [])
+    _mixed_stream(stream)
+    run_projector(["run", "--until-caught-up"], stream.env)
+    served = _model(stream.db_url, 1)
+
+    proc = start_projector(["rebuild", "--from-history", "--keep-old", "--batch-size", "2"],
+                           stream.env)
+    kill_when_building(proc, stream.db_url, 2, at_least=40)
+    assert gens(stream.db_url)[2] == ("building", "rebuild")
+    assert sum(offsets(stream.db_url, 2).values()) < sum(offsets(stream.db_url, 1).values())
+
+    summary = _rebuild(stream, "--resume", "--keep-old")
+    assert summary["mode"] == "resume" and summary["from_spec"] == "history"
+    assert gens(stream.db_url) == {1: ("retired", "live"), 2: ("active", "rebuild")}
+    assert _model(stream.db_url, 2) == served
+    assert stored_offsets(stream.db_url, 2) == stored_offsets(stream.db_url, 1)
