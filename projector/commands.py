@@ -10,38 +10,31 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from projector.analytics.cli import cmd_analytics, cmd_export
+from projector.bootstrap import migrate_read_model, open_engine, open_source, open_store
 from projector.errors import ConfigError, ProjectorError, SourceUnavailable
 from projector.loop import Projector, stderr_progress
 from projector.progress import Summary
 from projector.rebuild import RebuildRequest, VerifyRequest, run_rebuild, run_verify
-from projector.runtime import install_stop_signals, open_engine, stall_watch
+from projector.runtime import install_stop_signals
 from projector.settings import Settings
-from projector.sources import open_source
-from projector.sources.base import SourceMessage, TopicPartition
-from projector.store import SqlStore
+from projector.sources.base import TopicPartition
+from projector.store import dead_letters as dead_letter_queries
 from projector.store.base import parse_source_message
-from projector.store.headers import headers_from_db
-from projector.store.retention import served_before_start
+from projector.store.retention import served_before_start_of
+from projector.store.status import read_status
 from projector.terminal import escape_json_text, json_line, printable, printable_lines
 from schema import status as status_queries
-from schema.db import (
-    active_generation,
-    migrate,
-    redacted,
-)
+from schema.db import redacted
 from schema.events import EventParseError
-from schema.lifecycle import DeadLetterStatus
-from schema.tables import dead_letters
 
 log = logging.getLogger("projector")
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    engine = open_engine(settings, check=False, bounded=False)
-    before, after = migrate(engine)
+    before, after = migrate_read_model(settings)
     where = redacted(settings.database_url)
     if before == after:
         print(f"read model at {where} is up to date (revision {after})")
@@ -52,12 +45,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     engine = open_engine(settings)
-    store = SqlStore(
-        engine,
-        settings.source_tz,
-        stall_watch=stall_watch(settings, engine),
-        max_message_bytes=settings.max_message_bytes,
-    )
+    store = open_store(settings, engine, watch_stalls=True)
     source = open_source(settings, group=True)
     projector = Projector(
         source,
@@ -98,10 +86,7 @@ class _EveryHalfMinute:
 
 def collect_status(settings: Settings, ask_source: bool = True) -> dict[str, Any]:
     engine = open_engine(settings, writer=False)
-    with engine.connect() as conn:
-        generation = active_generation(conn)
-        offsets = status_queries.partition_offsets(conn, generation)
-        counts = status_queries.counts(conn, generation)
+    generation, offsets, counts = read_status(engine)
     ends: dict[tuple[str, int], int] | None = None
     gone: dict[TopicPartition, int] | None = None
     if ask_source:
@@ -110,8 +95,7 @@ def collect_status(settings: Settings, ask_source: bool = True) -> dict[str, Any
             partitions = source.partitions()
             ends = {(tp.topic, tp.partition): e for tp, e in source.end_offsets(partitions).items()}
             begins = source.beginning_offsets(partitions)
-            with engine.connect() as conn:
-                gone = served_before_start(conn, generation, begins)
+            gone = served_before_start_of(engine, generation, begins)
             known = {(p.topic, p.partition) for p in offsets}
             for tp in partitions:
                 if (tp.topic, tp.partition) not in known:
@@ -179,12 +163,7 @@ def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _dead_letters_list(engine: Engine, args: argparse.Namespace) -> int:
-    with engine.connect() as conn:
-        generation = active_generation(conn)
-        query = select(dead_letters).where(dead_letters.c.generation == generation)
-        if not args.all:
-            query = query.where(dead_letters.c.status == DeadLetterStatus.PENDING)
-        rows = conn.execute(query.order_by(dead_letters.c.id).limit(args.limit)).all()
+    rows = dead_letter_queries.listed(engine, pending_only=not args.all, limit=args.limit)
     for r in rows:
         value = r.value.decode("utf-8", errors="replace") if r.value is not None else None
         if args.json:
@@ -220,43 +199,27 @@ def _dead_letters_list(engine: Engine, args: argparse.Namespace) -> int:
 
 def _dead_letters_replay(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     """Parse pending dead letters again; apply the valid ones as events, keep the rest."""
-    store = SqlStore(engine, settings.source_tz, max_message_bytes=settings.max_message_bytes)
-    with engine.connect() as conn:
-        generation = active_generation(conn)
-        query = select(dead_letters).where(
-            dead_letters.c.generation == generation,
-            dead_letters.c.status == DeadLetterStatus.PENDING,
-        )
-        if args.ids:
-            query = query.where(dead_letters.c.id.in_(args.ids))
-        rows = conn.execute(query.order_by(dead_letters.c.id)).all()
+    store = open_store(settings, engine)
+    generation, letters = dead_letter_queries.pending(engine, args.ids)
     fixed = still = copies = 0
-    for r in rows:
-        message = SourceMessage(
-            r.topic,
-            r.partition,
-            r.offset,
-            r.key,
-            r.value,
-            headers_from_db(r.headers),
-        )
+    for letter_id, message in letters:
         try:
             event = parse_source_message(message, settings.source_tz, settings.max_message_bytes)
         except EventParseError as exc:
             still += 1
-            print(f"#{r.id} still invalid: {exc.code.value}: {printable(exc.reason)}")
+            print(f"#{letter_id} still invalid: {exc.code.value}: {printable(exc.reason)}")
             continue
-        result = store.apply_replayed(generation, message, event, r.id)
+        result = store.apply_replayed(generation, message, event, letter_id)
         what = (
             f"{printable(event.event_id)}"
             f" ({printable(event.event_type)} of {printable(event.delivery_id)})"
         )
         if result.applied:
             fixed += 1
-            print(f"#{r.id} replayed as event {what}")
+            print(f"#{letter_id} replayed as event {what}")
         else:  # a later copy of an event already applied: a duplicate now
             copies += 1
-            print(f"#{r.id} already applied as event {what}")
+            print(f"#{letter_id} already applied as event {what}")
     print(
         f"{fixed} replayed, {still} still invalid"
         + (f", {copies} already applied" if copies else ""),

@@ -20,30 +20,28 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Engine
 
-from projector import generations, retention
+from projector import retention
+from projector.bootstrap import open_engine, open_reader, open_source, open_store
 from projector.errors import GenerationChanged, RebuildError
-from projector.generations import NotCaughtUp
 from projector.loop import Mode, Projector, Totals
 from projector.progress import Progress, Summary
-from projector.runtime import install_stop_signals, open_engine, owner_name
+from projector.runtime import install_stop_signals, owner_name
 from projector.settings import Settings
-from projector.sources import open_source
 from projector.sources.base import EventSource, TopicPartition
 from projector.sources.history import HistorySource
 from projector.spec import OffsetSpec, parse_spec, resolve
-from projector.store import ReadModelStore, SqlStore, deliveries_since
+from projector.store import ReadModelStore, generations
+from projector.store.generations import NotCaughtUp
 from projector.store.history import history_page
-from projector.store.retention import served_before_start
-from schema.db import make_engine
+from projector.store.retention import served_before_start_of_active
+from projector.store.verify import diff_generations
 from schema.lifecycle import GenerationPurpose, GenerationStatus
-from schema.tables import deliveries, delivery_events
 
 log = logging.getLogger("projector.rebuild")
 
@@ -141,7 +139,7 @@ class VerifyRequest:
 def run_rebuild(settings: Settings, request: RebuildRequest) -> Summary:
     """Carry out a rebuild request; the summary says what was done."""
     engine = open_engine(settings)
-    store = SqlStore(engine, settings.source_tz, max_message_bytes=settings.max_message_bytes)
+    store = open_store(settings, engine)
     if request.mode is RebuildMode.DISCARD:
         return _discard(engine)
     if request.mode is RebuildMode.RESUME:
@@ -202,8 +200,7 @@ def _resume(
     settings: Settings, engine: Engine, store: ReadModelStore, *, keep_old: bool
 ) -> Summary:
     owner = owner_name()
-    with engine.connect() as conn:
-        found = generations.running(conn)
+    found = generations.running_build(engine)
     if (
         found is None
         or found.status != GenerationStatus.BUILDING
@@ -213,8 +210,7 @@ def _resume(
     generations.take_over(engine, found.generation, owner)
     spec_text = found.from_spec or "earliest"
     if spec_text == HISTORY_SPEC:
-        with engine.connect() as conn:
-            old = generations.active(conn).generation
+        old = generations.active_number(engine)
         log.info("resuming generation %s from the history of generation %s", found.generation, old)
         summary = Summary("rebuild", "resume", spec_text, found.generation, old)
         _continue_from_history(settings, engine, store, found.generation, old, owner, summary)
@@ -228,8 +224,7 @@ def _resume(
             starts = _start_offsets(source, partitions, parse_spec(spec_text))
             store.set_offsets(found.generation, {tp: starts[tp] for tp in missing})
             stored.update({tp: starts[tp] for tp in missing})
-        with engine.connect() as conn:
-            old = generations.active(conn).generation
+        old = generations.active_number(engine)
         log.info(
             "resuming generation %s (from %s) at its stored offsets", found.generation, spec_text
         )
@@ -244,16 +239,14 @@ def _resume(
 
 
 def _discard(engine: Engine) -> Summary:
-    with engine.connect() as conn:
-        found = generations.running(conn)
+    found = generations.running_build(engine)
     if found is None or found.status != GenerationStatus.BUILDING:
         raise RebuildError("there is no interrupted rebuild to discard")
     if found.alive:
         raise generations.refuse_running(found)
     generations.discard(engine, found.generation)
     log.info("discarded generation %s (%s)", found.generation, found.describe())
-    with engine.connect() as conn:
-        current = generations.active(conn).generation
+    current = generations.active_number(engine)
     return Summary("rebuild", "discard", found.from_spec or "earliest", found.generation, current)
 
 
@@ -496,10 +489,10 @@ def run_verify(settings: Settings, request: VerifyRequest) -> Summary:
     """
     spec = request.spec
     engine = open_engine(settings)
-    store = SqlStore(engine, settings.source_tz, max_message_bytes=settings.max_message_bytes)
+    store = open_store(settings, engine)
     owner = owner_name()
     source, partitions = _assigned_source(settings)
-    reader = make_engine(settings.database_url, writer=False)
+    reader = open_reader(settings)
     scratch: int | None = None
     try:
         starts = _start_offsets(source, partitions, spec)
@@ -518,7 +511,7 @@ def run_verify(settings: Settings, request: VerifyRequest) -> Summary:
             for attempt in range(1, VERIFY_ROUNDS + 1):
                 projector.limits = dict(limits)
                 _catch_up(projector, limits, "verify", scratch)
-                result = _diff(
+                result = diff_generations(
                     reader, live, scratch, request.limit, final=attempt == VERIFY_ROUNDS
                 )
                 if result is not None:
@@ -548,94 +541,6 @@ def _live_limits(
     return {tp: stored.get(tp, starts[tp]) for tp in partitions}
 
 
-_COLUMNS = [c.name for c in deliveries.columns if c.name not in ("generation", "delivery_id")]
-_HISTORY = ["delivery_id", "event_type", "occurred_at", "sequence", "data"]
-
-
-def _diff(
-    reader: Engine, live: int, scratch: int, limit: int, *, final: bool
-) -> tuple[int, int, list[str]] | None:
-    """(differences, deliveries skipped as moved, first ones); None to extend and retry."""
-    conn_cm = reader.connect()
-    if reader.dialect.name == "postgresql":
-        conn_cm = conn_cm.execution_options(isolation_level="REPEATABLE READ")
-    with conn_cm as conn, conn.begin():
-        live_now = generations.offsets_of(conn, live)
-        scratch_at = generations.offsets_of(conn, scratch)
-        ahead = {tp: at for tp, at in scratch_at.items() if live_now.get(tp, at) > at}
-        if ahead and not final:
-            return None
-        moved = deliveries_since(conn, live, ahead)
-        found: list[str] = []
-        count = 0
-
-        def note(text: str) -> None:
-            nonlocal count
-            count += 1
-            if len(found) < limit:
-                found.append(text)
-
-        for key, a, b in _merge(
-            _rows(conn, deliveries, deliveries.c.delivery_id, live),
-            _rows(conn, deliveries, deliveries.c.delivery_id, scratch),
-        ):
-            if key in moved:
-                continue
-            if a is None or b is None:
-                note(f"delivery {key}: only in the {'rebuilt' if a is None else 'live'} generation")
-                continue
-            for column in _COLUMNS:
-                if a[column] != b[column]:
-                    note(f"delivery {key}: {column} live={a[column]!r} rebuilt={b[column]!r}")
-        for key, a, b in _merge(
-            _rows(conn, delivery_events, delivery_events.c.event_id, live),
-            _rows(conn, delivery_events, delivery_events.c.event_id, scratch),
-        ):
-            delivery = (a or b or {}).get("delivery_id")
-            if delivery in moved:
-                continue
-            if a is None or b is None:
-                note(
-                    f"event {key} of {delivery}: only in the"
-                    f" {'rebuilt' if a is None else 'live'} generation"
-                )
-                continue
-            for column in _HISTORY:
-                if a[column] != b[column]:
-                    note(f"event {key}: {column} live={a[column]!r} rebuilt={b[column]!r}")
-        return count, len(moved), found
-
-
-def _rows(
-    conn: Connection, table: Any, key: Any, generation: int
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A generation's rows in key order (code point order on both databases), streamed."""
-    result = conn.execution_options(yield_per=1000).execute(
-        select(table).where(table.c.generation == generation).order_by(key)
-    )
-    for row in result:
-        mapping = dict(row._mapping)
-        yield mapping[key.name], mapping
-
-
-def _merge(
-    left: Iterator[tuple[str, dict[str, Any]]], right: Iterator[tuple[str, dict[str, Any]]]
-) -> Iterator[tuple[str, dict[str, Any] | None, dict[str, Any] | None]]:
-    """Full outer join of two key-ordered streams."""
-    a, b = next(left, None), next(right, None)
-    while a is not None or b is not None:
-        if b is None or (a is not None and a[0] < b[0]):
-            assert a is not None
-            yield a[0], a[1], None
-            a = next(left, None)
-        elif a is None or b[0] < a[0]:
-            yield b[0], None, b[1]
-            b = next(right, None)
-        else:
-            yield a[0], a[1], b[1]
-            a, b = next(left, None), next(right, None)
-
-
 # -- shared plumbing ---------------------------------------------------------------------
 def _assigned_source(settings: Settings) -> tuple[EventSource, list[TopicPartition]]:
     """The source without a consumer group, assigned every partition."""
@@ -658,9 +563,8 @@ def _guard_retention(
 ) -> None:
     """Refuse a rebuild from the topic that would drop served events (``projector.retention``)."""
     begins = source.beginning_offsets(partitions)
-    with engine.connect() as conn:
-        current = generations.active(conn).generation
-        gone = retention.Gone.of(current, served_before_start(conn, current, begins))
+    current, served = served_before_start_of_active(engine, begins)
+    gone = retention.Gone.of(current, served)
     retention.check(gone, allow_loss=allow_loss)
     if gone.total:
         log.warning("--allow-loss: rebuilding anyway; %s", gone.describe())
@@ -677,11 +581,7 @@ def _refuse_empty(
     ends = source.end_offsets(partitions)
     if any(starts[tp] < ends.get(tp, 0) for tp in partitions):
         return
-    with engine.connect() as conn:
-        current = generations.active(conn).generation
-        held = conn.execute(
-            select(func.count()).where(delivery_events.c.generation == current)
-        ).scalar_one()
+    current, held = generations.events_held(engine)
     if held:
         raise RebuildError(
             f"--from-offset {spec.text} leaves nothing to replay: the new generation would be"

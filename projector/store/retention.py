@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from projector.sources.base import TopicPartition
+from projector.store.generations import active
 from schema.tables import delivery_events
 
 
@@ -39,3 +40,20 @@ def served_before_start(
             ).scalar_one()
         )
     return out
+
+
+def served_before_start_of_active(
+    engine: Engine, starts: Mapping[TopicPartition, int]
+) -> tuple[int, dict[TopicPartition, int]]:
+    """(the active generation, ``served_before_start`` of it), in one read."""
+    with engine.connect() as conn:
+        current = active(conn).generation
+        return current, served_before_start(conn, current, starts)
+
+
+def served_before_start_of(
+    engine: Engine, generation: int, starts: Mapping[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """``served_before_start`` in its own read."""
+    with engine.connect() as conn:
+        return served_before_start(conn, generation, starts)

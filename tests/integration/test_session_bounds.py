@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from projector.runtime import open_engine
+from projector.bootstrap import open_engine
 from projector.settings import Settings
 
 pytestmark = pytest.mark.integration

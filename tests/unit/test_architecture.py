@@ -178,3 +178,58 @@ def test_the_fold_imports_neither_a_database_nor_a_broker() -> None:
         for alias in node.names
     }
     assert imported <= {"__future__", "collections", "dataclasses", "datetime", "typing", "schema"}
+
+
+#: Modules of ``projector`` that may speak SQL: the store, and the wiring that opens it.
+_SQL_ALLOWED = ("projector.store", "projector.bootstrap")
+#: Calls that run a statement or open a connection to run one.
+_SQL_CALLS = {"execute", "executemany", "connect", "begin", "scalar", "scalars",
+              "execution_options", "cursor"}
+
+
+def _sql_use(path: Path) -> Iterator[str]:
+    """What in a module builds or runs SQL: an import of SQLAlchemy other than the
+    ``Engine`` type and its error classes, of the tables or of schema.db's queries, or a
+    call that runs a statement."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "sqlalchemy" or alias.name == "schema.tables":
+                    yield f"import {alias.name}"
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            names = {alias.name for alias in node.names}
+            if module == "sqlalchemy" and names - {"Engine"}:
+                yield f"from sqlalchemy import {sorted(names - {'Engine'})}"
+            elif module.startswith("sqlalchemy.") and module != "sqlalchemy.exc":
+                yield f"from {module}"
+            elif module == "schema.tables" or (module == "schema" and "tables" in names):
+                yield "schema.tables"
+            elif module == "schema.db" and names - {"redacted"}:
+                yield f"from schema.db import {sorted(names - {'redacted'})}"
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in _SQL_CALLS:
+                yield f".{node.func.attr}() at line {node.lineno}"
+
+
+def test_only_the_store_speaks_sql_within_the_projector() -> None:
+    offenders = sorted(
+        f"{name}: {use}"
+        for name, path in _modules().items()
+        if name.split(".")[0] == "projector" and not name.startswith(_SQL_ALLOWED)
+        for use in _sql_use(path)
+    )
+    assert offenders == []
+
+
+def test_the_sql_finder_finds_sql(tmp_path: Path) -> None:
+    path = tmp_path / "m.py"
+    path.write_text(
+        "from sqlalchemy import Engine, select\nfrom schema.tables import deliveries\n"
+        "def f(engine):\n    with engine.connect() as conn:\n        conn.execute(select(1))\n",
+        encoding="utf-8",
+    )
+    assert list(_sql_use(path)) == [
+        "from sqlalchemy import ['select']", "schema.tables", ".connect() at line 4",
+        ".execute() at line 5",
+    ]

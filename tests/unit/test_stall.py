@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from projector.bootstrap import session_options
 from projector.errors import ConfigError
-from projector.runtime import session_options
 from projector.settings import Settings
 from projector.stall import StallWatch
 

@@ -1,4 +1,4 @@
-"""Read-model generations: create, heartbeat, switch, drop and discard them.
+"""The generation lifecycle's SQL: create, heartbeat, switch, drop and discard generations.
 
 A rebuild writes generation G+1 beside the active G. The ``generations`` table is
 also the lock that makes rebuilds one at a time: a ``building`` row (or the active
@@ -46,7 +46,7 @@ DELETE_CHUNK = 5000
 
 
 @dataclass(frozen=True)
-class Generation:
+class GenerationRecord:
     generation: int
     status: str
     purpose: str
@@ -57,7 +57,7 @@ class Generation:
     heartbeat_at: datetime | None
 
     @classmethod
-    def from_row(cls, r: Any) -> Generation:
+    def from_row(cls, r: Any) -> GenerationRecord:
         return cls(**{k: r[k] for k in cls.__dataclass_fields__})
 
     @property
@@ -103,19 +103,41 @@ def _pid_alive(pid: int) -> bool:
 
 
 # -- reading ---------------------------------------------------------------------
-def get(conn: Connection, generation: int) -> Generation | None:
+def active_number(engine: Engine) -> int:
+    """The active generation's number (``RebuildError`` if there is none)."""
+    with engine.connect() as conn:
+        return active(conn).generation
+
+
+def running_build(engine: Engine) -> GenerationRecord | None:
+    """The rebuild in progress or interrupted, if any (``running``, in its own read)."""
+    with engine.connect() as conn:
+        return running(conn)
+
+
+def events_held(engine: Engine) -> tuple[int, int]:
+    """(the active generation, how many history rows it holds)."""
+    with engine.connect() as conn:
+        current = active(conn).generation
+        held = conn.execute(
+            select(func.count()).where(delivery_events.c.generation == current)
+        ).scalar_one()
+    return current, int(held)
+
+
+def get(conn: Connection, generation: int) -> GenerationRecord | None:
     row = conn.execute(select(generations).where(generations.c.generation == generation)).first()
-    return None if row is None else Generation.from_row(row._mapping)
+    return None if row is None else GenerationRecord.from_row(row._mapping)
 
 
-def active(conn: Connection) -> Generation:
+def active(conn: Connection) -> GenerationRecord:
     row = conn.execute(select(generations).where(IS_ACTIVE)).first()
     if row is None:
         raise RebuildError("no active read-model generation; run `projector migrate`")
-    return Generation.from_row(row._mapping)
+    return GenerationRecord.from_row(row._mapping)
 
 
-def running(conn: Connection) -> Generation | None:
+def running(conn: Connection) -> GenerationRecord | None:
     """The rebuild in progress or interrupted: a building generation, or an in-place one."""
     row = conn.execute(
         select(generations)
@@ -123,7 +145,7 @@ def running(conn: Connection) -> Generation | None:
         .order_by(generations.c.generation.desc())
     ).first()
     if row is not None:
-        return Generation.from_row(row._mapping)
+        return GenerationRecord.from_row(row._mapping)
     current = active(conn)
     if current.owner is not None and current.alive:
         return current
@@ -136,7 +158,7 @@ def _lock_all(conn: Connection) -> None:
         conn.execute(select(generations.c.generation).with_for_update()).all()
 
 
-def refuse_running(found: Generation) -> RebuildError:
+def refuse_running(found: GenerationRecord) -> RebuildError:
     if found.alive:
         return RebuildError(
             f"another rebuild is running: {found.describe()}; wait for it to finish"
@@ -215,7 +237,7 @@ def mark_in_place(engine: Engine, owner: str, spec: str) -> int:
             select(generations).where(generations.c.status == GenerationStatus.BUILDING)
         ).first()
         if building is not None:
-            raise refuse_running(Generation.from_row(building._mapping))
+            raise refuse_running(GenerationRecord.from_row(building._mapping))
         current = active(conn)
         if current.owner is not None and current.alive:
             raise refuse_running(current)
@@ -282,7 +304,7 @@ def switch(engine: Engine, old: int, new: int, owner: str) -> None:
         query = select(generations).where(generations.c.generation.in_([old, new]))
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()
-        rows = {r.generation: Generation.from_row(r._mapping) for r in conn.execute(query)}
+        rows = {r.generation: GenerationRecord.from_row(r._mapping) for r in conn.execute(query)}
         if rows.get(old) is None or rows[old].status != GenerationStatus.ACTIVE:
             raise RebuildError(f"generation {old} is no longer active; not switching")
         building = rows.get(new)
