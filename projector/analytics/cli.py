@@ -93,7 +93,8 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     from projector.analytics.export import Exporter
     from projector.analytics.settings import AnalyticsSettings
     from projector.analytics.status import export_status
-    from projector.runtime import install_stop_signals, open_engine
+    from projector.bootstrap import open_engine
+    from projector.runtime import install_stop_signals
 
     analytics = _settings(settings, args)
     assert isinstance(analytics, AnalyticsSettings)

@@ -180,8 +180,10 @@ def test_the_fold_imports_neither_a_database_nor_a_broker() -> None:
     assert imported <= {"__future__", "collections", "dataclasses", "datetime", "typing", "schema"}
 
 
-#: Modules of ``projector`` that may speak SQL: the store, and the wiring that opens it.
-_SQL_ALLOWED = ("projector.store", "projector.bootstrap")
+#: Modules of ``projector`` that may speak SQL: the store, the wiring that opens it, and
+#: the analytics export, a package of its own with its own engines (DuckDB, the Iceberg
+#: catalogue) beside its read of the read model.
+_SQL_ALLOWED = ("projector.store", "projector.bootstrap", "projector.analytics")
 #: Calls that run a statement or open a connection to run one.
 _SQL_CALLS = {"execute", "executemany", "connect", "begin", "scalar", "scalars",
               "execution_options", "cursor"}
