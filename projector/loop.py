@@ -61,7 +61,10 @@ class _EpochStore(Protocol):
     def epochs(self, generation: int) -> dict[TopicPartition, int]: ...
 
 
-Progress = Callable[[dict[TopicPartition, int], dict[TopicPartition, int] | None, Totals], None]
+#: Called at most once a second with (stored positions, targets, totals so far).
+ProgressHook = Callable[
+    [dict[TopicPartition, int], dict[TopicPartition, int] | None, Totals], None
+]
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,7 @@ class Projector:
         *,
         batch_size: int = 500,
         batch_max_wait_ms: int = 200,
-        progress: Progress | None = None,
-        on_batch: Callable[[BatchResult], None] | None = None,
+        progress: ProgressHook | None = None,
         max_backoff: float = 30.0,
         limits: dict[TopicPartition, int] | None = None,
         pipeline: bool = False,
@@ -117,7 +119,6 @@ class Projector:
         self.batch_size = batch_size
         self.batch_max_wait_ms = batch_max_wait_ms
         self.progress = progress
-        self.on_batch = on_batch
         self.max_backoff = max_backoff
         self.claims: dict[TopicPartition, Claim] = {}
         self.totals = Totals()
@@ -227,8 +228,6 @@ class Projector:
                 self.claims[tp] = replace(self.claims[tp], next_offset=offset)
         self.totals.add(result)
         self.source.commit_hint(result.next_offsets)
-        if self.on_batch is not None:
-            self.on_batch(result)
 
     def _settle(self) -> None:
         """After a failure: let a batch still in flight end, and count it if it committed.

@@ -93,10 +93,10 @@ UPSERT_ROWS: Final = (
     " ON CONFLICT (generation, delivery_id) DO UPDATE SET "
     + ROW_UPDATES
 )
-#: The current rows of the staged events' deliveries (an array, so the primary key serves).
-SELECT_STAGED_ROWS: Final = (
+#: The current rows of these deliveries (an array, so the primary key serves).
+SELECT_ROWS: Final = (
     f"SELECT delivery_id, {quoted(DELIVERY_COLUMNS)} FROM deliveries WHERE generation = %s"
-    " AND delivery_id = ANY(ARRAY(SELECT DISTINCT delivery_id FROM stage_events))"
+    " AND delivery_id = ANY(CAST(%s AS text[]))"
 )
 SELECT_HISTORY: Final = (
     "SELECT event_id, event_type, delivery_id, known, occurred_at, sequence,"
@@ -140,17 +140,12 @@ class PgTables:
         return {r[0] for r in cursor.fetchall()}
 
     def load_rows(self, raw: Any, generation: int, ids: Sequence[str]) -> dict[str, DeliveryRow]:
-        """The current rows of the deliveries staged by ``insert_history`` (``ids`` among them)."""
+        """The current rows of the deliveries ``ids`` (those that have one)."""
         if not ids:
             return {}
-        cursor = raw.execute(SELECT_STAGED_ROWS, [generation])
+        cursor = raw.execute(SELECT_ROWS, [generation, list(ids)])
         names = [d.name for d in cursor.description]
-        wanted = set(ids)
-        return {
-            r[0]: delivery_from_db(dict(zip(names, r, strict=True)))
-            for r in cursor.fetchall()
-            if r[0] in wanted
-        }
+        return {r[0]: delivery_from_db(dict(zip(names, r, strict=True))) for r in cursor.fetchall()}
 
     def load_history(
         self, raw: Any, generation: int, ids: Sequence[str]
