@@ -8,7 +8,8 @@ is rolled back whole, so a crash or a lost partition never leaves half a batch.
 
 The parts: ``prepare_batch`` parses (no database); the fence (``_move``) and the
 generation check guard the transaction; ``fold_batch`` (pure) decides each
-row; ``PgTables``/``SqliteTables`` hold each dialect's fixed statements.
+row; ``PgTables``/``SqliteTables`` hold each dialect's fixed statements behind
+the ``DialectTables`` protocol.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from projector.store.headers import headers_to_db
 from projector.store.pg import PgTables
 from projector.store.rows import history_row
 from projector.store.sqlite import SqliteTables
+from projector.store.tables import DialectTables
 from schema.db import SchemaError, active_generation, redacted
 from schema.events import Event, EventParseError
 from schema.fold import DeliveryRow, fold, fold_batch
@@ -70,7 +72,7 @@ class SqlStore:
         self.stall_watch = stall_watch
         self.owner = owner_name()
         self._pg = engine.dialect.name == "postgresql"
-        self.tables: PgTables | SqliteTables = PgTables() if self._pg else SqliteTables()
+        self.tables: DialectTables = PgTables() if self._pg else SqliteTables()
 
     # -- generations ------------------------------------------------------------
     def active_generation(self) -> int:
