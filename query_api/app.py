@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import anyio.to_thread
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,7 +29,9 @@ from query_api.feed import ChangeFeed
 from query_api.limits.auth import BearerAuth
 from query_api.limits.body import BodyLimit
 from query_api.limits.lanes import HeavyLane
+from query_api.limits.operations import operation_counts
 from query_api.limits.shape import MAX_NESTING
+from query_api.limits.sockets import SocketLimit, socket_counts
 from query_api.metrics import Metrics
 from query_api.offsets import EndOffsets
 from query_api.request_counter import CountRequests
@@ -82,11 +85,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
     def services() -> Services:
         return app.state.services  # type: ignore[no-any-return]
 
+    operations = operation_counts(
+        settings.ws_max_subscriptions, settings.ws_max_subscriptions_per_client
+    )
     graphql = GraphQLApp(
         schema,
         services=services,
         tokens=settings.tokens,
         max_nesting=MAX_NESTING,
+        operation_counts=operations,
+        max_subscriptions_per_connection=settings.ws_max_operations_per_socket,
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
         graphql_ide=None if settings.production else "graphiql",
     )
 
@@ -124,10 +133,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if settings.serves_ui:  # the back-office page at `/`: files only, its data needs a token
         routes += ui_routes()
         open_paths += UI_PATHS
+    sockets = socket_counts(settings.ws_max_sockets, settings.ws_max_sockets_per_client)
+    metrics.bind_websockets(sockets, operations)
     middleware = [
         Middleware(CountRequests, count=_counter(metrics), paths=PATHS),
         Middleware(BearerAuth, tokens=settings.tokens, open_paths=open_paths),
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+        Middleware(SocketLimit, counts=sockets),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings = settings

@@ -1,17 +1,20 @@
 """Change notifications for ``deliveryUpdated``.
 
 On PostgreSQL the projector sends a notification (``schema.notify``) after each
-committed batch; one LISTEN
-connection per process (opened on the first subscriber) wakes the subscribers of
-those ids. On SQLite there is no such channel, so a subscription re-reads its
-row every ``poll_interval_seconds``. Either way a subscriber compares the whole
-current row with the one it last saw and pushes only real changes; on
-PostgreSQL a slow poll also runs as a safety net for notifications lost while
-the LISTEN connection was re-established.
+committed batch; one LISTEN connection per process (opened on the first
+subscriber) wakes the subscribers of those ids. On SQLite there is no such
+channel, so one poll per process (started with the first subscriber, stopped
+after the last) asks every ``poll_interval_seconds`` which deliveries had an
+event applied since its last look, and wakes the subscribers of those ids the
+same way: a thousand subscribers cost one statement per interval, not a
+thousand. Either way a subscriber compares the whole current row with the one
+it last saw and pushes only real changes; on PostgreSQL a slow poll also runs as
+a safety net for notifications lost while the LISTEN connection was
+re-established (the SQLite poll loses nothing: it reads the table).
 
 ``changes(filter)`` serves ``deliveriesUpdated``: every delivery that changes and
-matches the filter, found from the notifications' ids on PostgreSQL and from the
-history's ``applied_at`` on SQLite.
+matches the filter, found from the ids the listener or the poll names; while
+neither is up, from the history's ``applied_at`` by each subscriber itself.
 
 The feed yields rows, each with the read session it was read in (open until the
 consumer asks for the next one); the GraphQL layer turns them into types.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
@@ -44,6 +48,8 @@ CHANGE_MARGIN = timedelta(seconds=2)
 MAX_PUSH = 500
 #: Fingerprints a filtered subscription keeps, to push each change once.
 MAX_REMEMBERED = 10_000
+#: After the SQLite poll failed, how long before it is tried again.
+RETRY_SECONDS = 2.0
 
 
 class _Watcher:
@@ -67,6 +73,9 @@ class ChangeFeed:
         self._watchers: set[_Watcher] = set()
         self._listener: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        #: Statements the shared SQLite poll has run (a test counts them).
+        self.polls = 0
+        self._poll_failed_at = -RETRY_SECONDS
 
     @property
     def subscriber_count(self) -> int:
@@ -90,23 +99,11 @@ class ChangeFeed:
         signal = asyncio.Event()
         self._subscribers.setdefault(delivery_id, set()).add(signal)
         try:
-            interval = self._settings.poll_interval_seconds
-            if self._pg:
-                self._ensure_listener()
-                try:
-                    await asyncio.wait_for(self._ready.wait(), timeout=5)
-                    interval = SAFETY_POLL_SECONDS
-                except TimeoutError:
-                    log.warning("LISTEN %s is not up; subscriptions poll meanwhile", CHANNEL)
+            await self._start_watching()
             seen = await self._current(delivery_id)
             while True:
-                try:
-                    await asyncio.wait_for(signal.wait(), timeout=interval)
-                except TimeoutError:
-                    pass
+                await self._sleep(signal)
                 signal.clear()
-                if self._pg and self._ready.is_set():
-                    interval = SAFETY_POLL_SECONDS
                 session = self._new_session()
                 try:
                     row = await session.run(reads.delivery_fingerprint, delivery_id)
@@ -139,20 +136,14 @@ class ChangeFeed:
 
         On PostgreSQL the notifications name the changed ids; on SQLite (or while
         LISTEN is down) the subscriber asks which deliveries had an event applied
-        since its last look, ``CHANGE_MARGIN_SECONDS`` back so that a batch committed
+        since its last look, ``CHANGE_MARGIN`` back so that a batch committed
         out of order is not missed; the fingerprint of each row pushed keeps a second
         look from pushing it twice.
         """
         watcher = _Watcher()
         self._watchers.add(watcher)
         try:
-            interval = self._settings.poll_interval_seconds
-            if self._pg:
-                self._ensure_listener()
-                try:
-                    await asyncio.wait_for(self._ready.wait(), timeout=5)
-                except TimeoutError:
-                    log.warning("LISTEN %s is not up; subscriptions poll meanwhile", CHANNEL)
+            await self._start_watching()
             pushed: dict[str, dict[str, Any]] = {}
             since = await self._once(reads.newest_applied)
             if since is not None:  # rows changed just before subscribing are not news
@@ -160,12 +151,8 @@ class ChangeFeed:
                 for row in await self._once(reads.matching_deliveries, spec, ids, MAX_PUSH):
                     pushed[row["delivery_id"]] = _fingerprint(row) or {}
             while True:
-                listening = self._pg and self._ready.is_set()
-                wait = SAFETY_POLL_SECONDS if listening else interval
-                try:
-                    await asyncio.wait_for(watcher.signal.wait(), timeout=wait)
-                except TimeoutError:
-                    pass
+                await self._sleep(watcher.signal)
+                listening = self._ready.is_set()
                 watcher.signal.clear()
                 named, watcher.ids, everything = watcher.ids, set(), watcher.everything
                 watcher.everything = False
@@ -196,10 +183,77 @@ class ChangeFeed:
         finally:
             await session.aclose()
 
+    def _ensure_watching(self) -> None:
+        """The process's one listener (PostgreSQL) or poll (SQLite), started if it is not
+        running (a failed poll is retried after ``RETRY_SECONDS``)."""
+        if self._listener is not None and not self._listener.done():
+            return
+        if not self._pg and time.monotonic() < self._poll_failed_at + RETRY_SECONDS:
+            return
+        work = self._listen() if self._pg else self._poll()
+        self._listener = asyncio.create_task(work, name="delivery-updated-listener")
+
+    async def _start_watching(self) -> None:
+        """Start the listener or poll and give it a moment to come up; meanwhile, and
+        whenever it is down, subscribers poll."""
+        self._ensure_watching()
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout=5)
+        except TimeoutError:
+            log.warning("LISTEN %s is not up; subscriptions poll meanwhile", CHANNEL)
+
+    async def _sleep(self, signal: asyncio.Event) -> None:
+        """Until ``signal`` (a change named), or the subscriber's own poll is due: at
+        ``poll_interval_seconds`` while nothing watches for it, the safety interval on
+        PostgreSQL, never on SQLite (its shared poll misses nothing and wakes everyone
+        when it stops)."""
+        if self._ready.is_set() and not self._pg:
+            await signal.wait()
+            return
+        self._ensure_watching()
+        timeout = SAFETY_POLL_SECONDS if self._ready.is_set() else (
+            self._settings.poll_interval_seconds)
+        try:
+            await asyncio.wait_for(signal.wait(), timeout=timeout)
+        except TimeoutError:
+            pass
+
+    # -- SQLite: one poll for every subscriber -----------------------------------
+    async def _poll(self) -> None:
+        """Every ``poll_interval_seconds``, the ids whose events were applied since the
+        last look (``CHANGE_MARGIN`` back, as a filtered subscriber looks), each woken once
+        per new ``applied_at``; ends when the last subscriber has gone."""
+        seen: dict[str, Any] = {}
+        since: Any = None
+        try:
+            since = await self._once(reads.newest_applied)
+            if since is not None:  # what was applied before the poll started is not news
+                seen = dict(await self._once(reads.applied_since, since - CHANGE_MARGIN))
+            self._ready.set()
+            while self.subscriber_count:
+                await asyncio.sleep(self._settings.poll_interval_seconds)
+                start = None if since is None else since - CHANGE_MARGIN
+                rows = [(i, at) for i, at in await self._once(reads.applied_since, start)
+                        if at is not None]
+                self.polls += 1
+                woken = [i for i, at in rows if seen.get(i) != at]
+                for delivery_id, at in rows:
+                    seen[delivery_id] = at
+                    if since is None or at > since:
+                        since = at
+                if since is not None:  # forget what the next look cannot return again
+                    horizon = since - CHANGE_MARGIN
+                    seen = {i: at for i, at in seen.items() if at >= horizon}
+                if woken:
+                    self._wake(woken)
+        except Exception as exc:  # noqa: BLE001 - subscribers fall back to their own polls
+            self._poll_failed_at = time.monotonic()
+            log.warning("the change poll stopped (%s); subscriptions poll meanwhile", exc)
+        finally:
+            self._ready.clear()
+            self._wake(None)  # whoever waits without a timeout looks once, then polls
+
     # -- PostgreSQL LISTEN ------------------------------------------------------
-    def _ensure_listener(self) -> None:
-        if self._listener is None or self._listener.done():
-            self._listener = asyncio.create_task(self._listen(), name="delivery-updated-listener")
 
     def _wake(self, ids: list[str] | None) -> None:
         if ids is None:

@@ -26,6 +26,7 @@ from schema.tables import dead_letters, delivery_events, generations, projection
 
 if TYPE_CHECKING:
     from query_api.context import Services
+    from query_api.limits.clients import Counts
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,35 @@ class Metrics:
 
     def bind(self, services: Services) -> None:
         self.registry.register(ProjectionCollector(services))
+
+    def bind_websockets(self, sockets: Counts, operations: Counts) -> None:
+        self.registry.register(WebSocketCollector(sockets, operations))
+
+
+class WebSocketCollector(Collector):
+    """Open WebSockets, running WebSocket operations, and refusals by limit."""
+
+    def __init__(self, sockets: Counts, operations: Counts) -> None:
+        self._sockets = sockets
+        self._operations = operations
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("query_api_websockets", "WebSockets open",
+                                value=self._sockets.total)
+        yield GaugeMetricFamily("query_api_websocket_operations",
+                                "operations running on WebSockets (subscriptions included)",
+                                value=self._operations.total)
+        refused = CounterMetricFamily(
+            "query_api_websocket_refusals",
+            "WebSockets (what=socket) and their operations (what=operation) refused, by the"
+            " bound that refused them (limit: server, client, socket)",
+            labels=["what", "limit"],
+        )
+        for limit in ("server", "client"):
+            refused.add_metric(["socket", limit], self._sockets.refused[limit])
+        for limit in ("server", "client", "socket"):
+            refused.add_metric(["operation", limit], self._operations.refused[limit])
+        yield refused
 
 
 class ProjectionCollector(Collector):

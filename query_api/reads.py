@@ -330,12 +330,21 @@ def changed_since(
     """Ids of deliveries with an event applied at or after ``since``, and the newest
     ``applied_at`` seen (``since`` when none): how a filtered subscription finds
     changes where no notification channel exists (SQLite)."""
+    rows = applied_since(conn, generation, since)
+    newest = max((at for _, at in rows if at is not None), default=since)
+    return [delivery_id for delivery_id, _ in rows], newest
+
+
+def applied_since(
+    conn: Connection, generation: Generation, since: datetime | None
+) -> list[tuple[str, datetime | None]]:
+    """Each delivery with an event applied at or after ``since``, with its newest
+    ``applied_at`` (the SQLite change poll, ``query_api.feed``)."""
     query = select(e.delivery_id, func.max(e.applied_at)).where(e.generation == generation)
     if since is not None:
         query = query.where(e.applied_at >= since)
     rows = conn.execute(query.group_by(e.delivery_id)).all()
-    newest = max((r[1] for r in rows if r[1] is not None), default=since)
-    return [r[0] for r in rows], newest
+    return [(r[0], r[1]) for r in rows]
 
 
 def matching_deliveries(

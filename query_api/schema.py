@@ -9,7 +9,8 @@ which differs only in its extensions (introspection off in production, limits).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterable
+from contextlib import aclosing
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ import strawberry
 from graphql import DocumentNode, GraphQLError
 from strawberry.extensions.parser_cache import _get_parse_cache
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import StreamResult
 from strawberry.types import ExecutionContext, Info
 from strawberry.types.graphql import OperationType
 from strawberry.utils.logging import StrawberryLogger
@@ -46,6 +48,7 @@ from query_api.types import (
 )
 
 CtxInfo = Info[Context, None]
+StreamItem = Any  # one element of a StreamResult
 
 
 def time_travel_bound(as_of: datetime | None, as_of_applied: datetime | None) -> FoldBound | None:
@@ -220,6 +223,35 @@ class _Schema(strawberry.Schema):
             return await lane.run(lambda: super(_Schema, self).execute(*args, **kwargs))
         return await super().execute(*args, **kwargs)
 
+    async def stream(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+    ) -> StreamResult:
+        """A WebSocket's operations: a heavy query runs on the heavy lane, as over HTTP
+        (``execute``); its one result is handed back to the socket's loop."""
+        lane = self._lane_for(query, variable_values, context_value, operation_name=operation_name)
+        if lane is None:
+            return await super().stream(
+                query, variable_values, context_value, root_value, operation_name,
+                operation_extensions, allowed_operation_types,
+            )
+
+        async def run() -> list[StreamItem]:
+            source = await super(_Schema, self).stream(
+                query, variable_values, context_value, root_value, operation_name,
+                operation_extensions, allowed_operation_types,
+            )
+            async with aclosing(source):
+                return [result async for result in source]
+
+        return _replayed(await lane.run(run))
+
     def _lane_for(
         self,
         query: str | None = None,
@@ -243,6 +275,11 @@ class _Schema(strawberry.Schema):
                 client_errors.info("client error: %s", error.message)
             else:
                 StrawberryLogger.error(error, execution_context)
+
+
+async def _replayed(results: list[StreamItem]) -> StreamResult:
+    for result in results:
+        yield result
 
 
 schema = build_schema()

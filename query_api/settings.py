@@ -65,6 +65,17 @@ class Settings:
     document_cache_size: int = 256
     #: How often a subscription re-reads its delivery on SQLite (no LISTEN/NOTIFY there).
     poll_interval_seconds: float = 0.5
+    #: WebSockets open at once, on the whole server and per client (``query_api.limits.sockets``;
+    #: a client is its bearer token when the upgrade carries one, else its address).
+    ws_max_sockets: int = 1000
+    ws_max_sockets_per_client: int = 100
+    #: Operations (subscriptions, and queries sent over a socket) running at once: per
+    #: socket, on the whole server, and per client (its token, else its address).
+    ws_max_operations_per_socket: int = 100
+    ws_max_subscriptions: int = 10_000
+    ws_max_subscriptions_per_client: int = 1000
+    #: A socket that has not sent ``connection_init`` by then is closed (4408).
+    ws_init_timeout_seconds: float = 10.0
     #: Asking the source for its end offsets: timeout, and how long an answer is reused.
     end_offsets_timeout_seconds: float = 2.0
     end_offsets_cache_seconds: float = 5.0
@@ -111,6 +122,22 @@ class Settings:
             statement_timeout_seconds=_float(
                 env, "QUERY_API_STATEMENT_TIMEOUT_SECONDS", d.statement_timeout_seconds
             ),
+            ws_max_sockets=_int(env, "QUERY_API_WS_MAX_SOCKETS", d.ws_max_sockets),
+            ws_max_sockets_per_client=_int(
+                env, "QUERY_API_WS_MAX_SOCKETS_PER_CLIENT", d.ws_max_sockets_per_client
+            ),
+            ws_max_operations_per_socket=_int(
+                env, "QUERY_API_WS_MAX_OPERATIONS_PER_SOCKET", d.ws_max_operations_per_socket
+            ),
+            ws_max_subscriptions=_int(
+                env, "QUERY_API_WS_MAX_SUBSCRIPTIONS", d.ws_max_subscriptions
+            ),
+            ws_max_subscriptions_per_client=_int(
+                env, "QUERY_API_WS_MAX_SUBSCRIPTIONS_PER_CLIENT", d.ws_max_subscriptions_per_client
+            ),
+            ws_init_timeout_seconds=_float(
+                env, "QUERY_API_WS_INIT_TIMEOUT_SECONDS", d.ws_init_timeout_seconds
+            ),
         )
         settings.validate()
         return settings
@@ -129,11 +156,16 @@ class Settings:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not between 0 and 65535")
         for name in ("max_depth", "max_aliases", "max_tokens", "max_body_bytes", "max_nodes",
-                     "max_cost", "db_concurrency", "heavy_concurrency"):
+                     "max_cost", "db_concurrency", "heavy_concurrency",
+                     "ws_max_sockets", "ws_max_sockets_per_client",
+                     "ws_max_operations_per_socket", "ws_max_subscriptions",
+                     "ws_max_subscriptions_per_client"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"QUERY_API_{name.upper()} must be at least 1")
         if self.heavy_cost < 0:
             raise ConfigError("QUERY_API_HEAVY_COST must be 0 or more")
+        if not self.ws_init_timeout_seconds > 0:
+            raise ConfigError("QUERY_API_WS_INIT_TIMEOUT_SECONDS must be more than 0")
         if not self.queue_timeout_seconds > 0:
             raise ConfigError("QUERY_API_QUEUE_TIMEOUT_SECONDS must be more than 0")
         if not self.statement_timeout_seconds >= 0:

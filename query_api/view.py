@@ -19,6 +19,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from query_api.context import Context, Services
 from query_api.limits.auth import connection_allowed
+from query_api.limits.clients import Counts
 from query_api.limits.shape import NOT_UNICODE, nesting_depth, too_deep, unpaired_surrogate
 from query_api.ws import TransportWS
 
@@ -39,6 +40,7 @@ class GraphQLApp(GraphQL[Context, None]):
         services: Callable[[], Services],
         tokens: tuple[str, ...],
         max_nesting: int,
+        operation_counts: Counts | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("subscription_protocols", (GRAPHQL_TRANSPORT_WS_PROTOCOL,))
@@ -46,6 +48,8 @@ class GraphQLApp(GraphQL[Context, None]):
         self._services = services
         self._tokens = tokens
         self.max_nesting = max_nesting
+        #: WebSocket operations running, on the server and per client (``query_api.ws``).
+        self.operation_counts = operation_counts
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None

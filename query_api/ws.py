@@ -31,6 +31,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 
 from query_api.context import Context
 from query_api.extensions import MASKED_MESSAGE, should_mask
+from query_api.limits.clients import Counts, client_key
+from query_api.limits.operations import per_socket_refusal
 from query_api.limits.shape import MAX_NESTING, operation_refusal
 
 if TYPE_CHECKING:
@@ -56,18 +58,35 @@ class TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         await super().handle_message(message)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        if self.connection_acknowledged and message["id"] not in self.operations:
-            refusal = operation_refusal(
-                cast(Any, message).get("payload"), self._max_bytes(), self._max_nesting()
+        if not self.connection_acknowledged or message["id"] in self.operations:
+            await super().handle_subscribe(message)  # closes the socket, as the protocol says
+            return
+        refusal = operation_refusal(
+            cast(Any, message).get("payload"), self._max_bytes(), self._max_nesting()
+        )
+        counts: Counts | None = getattr(self.view, "operation_counts", None)
+        if refusal is None:
+            refusal = per_socket_refusal(len(self.operations), self._max_per_socket())
+            if refusal is not None and counts is not None:
+                counts.refused["socket"] += 1
+        client = client_key(self.context.request.scope, self.context.connection_params)
+        if refusal is None and counts is not None:
+            refusal = counts.enter(client)
+        if refusal is not None:
+            client_errors.info("client error: %s", refusal)
+            await self.send_message(
+                {"id": message["id"], "type": "error",
+                 "payload": [GraphQLError(refusal).formatted]}
             )
-            if refusal is not None:
-                client_errors.info("client error: %s", refusal)
-                await self.send_message(
-                    {"id": message["id"], "type": "error",
-                     "payload": [GraphQLError(refusal).formatted]}
-                )
-                return
+            return
         await super().handle_subscribe(message)
+        if counts is None:
+            return
+        operation = self.operations.get(message["id"])
+        if operation is None or operation.task is None:
+            counts.leave(client)
+        else:  # however it ends: completed, cancelled, failed, or the socket closed
+            operation.task.add_done_callback(lambda _: counts.leave(client))
 
     @staticmethod
     def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:
@@ -93,6 +112,10 @@ class TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
     def _max_bytes(self) -> int:
         services = getattr(self.context, "services", None)
         return int(services.settings.max_body_bytes) if services is not None else 64 * 1024
+
+    def _max_per_socket(self) -> int:
+        bound = self.max_subscriptions_per_connection
+        return bound if bound is not None else 1 << 62
 
     def _max_nesting(self) -> int:
         return int(getattr(self.view, "max_nesting", MAX_NESTING))

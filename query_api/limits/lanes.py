@@ -17,7 +17,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from graphql import DocumentNode, GraphQLSchema
+from graphql import DocumentNode, GraphQLSchema, OperationDefinitionNode, OperationType
 
 from query_api.limits.budget import CostBudget
 
@@ -72,7 +72,9 @@ class LaneChoice:
     """Which lane an operation runs on, from its estimated cost, before strawberry runs it.
 
     Light operations, unparsable ones and those the budget is about to refuse stay
-    on the main loop: only work that will really run is worth moving.
+    on the main loop: only work that will really run is worth moving. So do
+    subscriptions: their source (``query_api.feed``) lives on the main loop; a
+    query sent over a WebSocket moves as it would over HTTP.
     """
 
     def __init__(
@@ -96,4 +98,16 @@ class LaneChoice:
         cost = self.budget.peek(schema, query, operation_name, variables, self._parse)
         if cost is None or not self.heavy_cost < cost.rows <= self.budget.max_cost:
             return None  # light, unparsable, or about to be refused: no need to move
+        if self._subscribes(query, operation_name):
+            return None
         return lane
+
+    def _subscribes(self, query: str, operation_name: str | None) -> bool:
+        document = self._parse(query)  # cached: the budget has just parsed it
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        chosen = (
+            operations[0] if operation_name is None and len(operations) == 1
+            else next((o for o in operations
+                       if o.name is not None and o.name.value == operation_name), None)
+        )
+        return chosen is not None and chosen.operation is OperationType.SUBSCRIPTION
