@@ -16,12 +16,14 @@ from benchmarks._proc import ROOT, BenchError, Processes, command, say
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 EVENTS_PER_DELIVERY = 4.0  # a little under the simulator's mean: there is always enough
+# Producers mix versions (CONTRACT §1, "Event versions"): the benchmark carries them too.
+VERSIONS = "2:0.3,3:0.01"
 
 
 def stream_file(procs: Processes, events: int, seed: int, timeout: float) -> Path:
     """A JSON Lines file of exactly ``events`` simulated messages (cached)."""
     CACHE.mkdir(exist_ok=True)
-    path = CACHE / f"stream-{events}-s{seed}.jsonl"
+    path = CACHE / f"stream-{events}-s{seed}-v{VERSIONS.replace(':', '_').replace(',', '-')}.jsonl"
     if path.exists():
         say(f"stream: {path.relative_to(ROOT)} (cached)")
         return path
@@ -31,7 +33,8 @@ def stream_file(procs: Processes, events: int, seed: int, timeout: float) -> Pat
 
     try:
         procs.check("simulate", [*command("projector"), "simulate", "--deliveries",
-                                 str(deliveries), "--seed", str(seed), "--out", str(full)],
+                                 str(deliveries), "--seed", str(seed), "--versions", VERSIONS,
+                                 "--out", str(full)],
                     os.environ, timeout)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         written = 0

@@ -181,30 +181,31 @@ def _parse_iso(text: str) -> datetime:
 def with_versions(
     stream: list[dict[str, Any]], versions: Iterable[tuple[int, float]], seed: int
 ) -> list[dict[str, Any]]:
-    """Write a share of the events at later versions: version 2 where the type has one
-    (both copies of a duplicate alike), any other version as a future one this build
-    does not read (kept, counted as unknown, folding nothing)."""
+    """The stream with a share of its events written at later versions (``versioned``)."""
+    return list(versioned(stream, versions, seed))
+
+
+def versioned(
+    events: Iterable[dict[str, Any]], versions: Iterable[tuple[int, float]], seed: int
+) -> Iterator[dict[str, Any]]:
+    """Write a share of the events at later versions: version 2 where the type has one,
+    any other version as a future one this build does not read (kept, counted as
+    unknown, folding nothing). The version is drawn from the seed and the event id
+    alone, so both copies of a duplicate are alike and a never-ending stream
+    (``--follow``) needs no memory of the ids it has seen."""
     shares = sorted(versions)
-    rng = random.Random(seed * 104729)
-    chosen: dict[str, int] = {}
-    out = []
-    for event in stream:
-        event_id = event["eventId"]
-        if event_id not in chosen:
-            roll, version = rng.random(), 1
-            for candidate, share in shares:
-                if roll < share:
-                    version = candidate
-                    break
-                roll -= share
-            chosen[event_id] = version
-        version = chosen[event_id]
+    for event in events:
+        roll, version = random.Random(f"{seed}:{event['eventId']}").random(), 1
+        for candidate, share in shares:
+            if roll < share:
+                version = candidate
+                break
+            roll -= share
         if version == 2:
             event = at_version_2(event) or event
         elif version > 2:
             event = {**event, "eventVersion": version}
-        out.append(event)
-    return out
+        yield event
 
 
 def parse_versions(spec: str) -> tuple[tuple[int, float], ...]:
@@ -250,6 +251,8 @@ class LiveConfig:
     shops: int = 12
     duplicate_ratio: float = 0.02
     alias_ratio: float = 0.05
+    #: (version, share), as ``SimulationConfig.versions`` (``--versions``).
+    versions: tuple[tuple[int, float], ...] = ()
 
 
 def live_events(config: LiveConfig, now: Callable[[], datetime]) -> Iterator[dict[str, Any]]:
@@ -330,6 +333,11 @@ def _alias_of() -> dict[str, str]:
 # -- the sinks of the live stream ---------------------------------------------------
 
 
+def _live(config: LiveConfig) -> Iterator[dict[str, Any]]:
+    events = live_events(config, _utc_now)
+    return versioned(events, config.versions, config.seed) if config.versions else events
+
+
 def follow_file(
     path: str, config: LiveConfig, stopped: Callable[[], bool]
 ) -> int:
@@ -340,7 +348,7 @@ def follow_file(
     """
     written = 0
     with open(path, "ab") as fh:
-        for batch in pace(live_events(config, _utc_now), config.rate, stopped):
+        for batch in pace(_live(config), config.rate, stopped):
             fh.write(b"".join(encode(e) + b"\n" for e in batch))
             fh.flush()
             written += len(batch)
@@ -363,7 +371,7 @@ def follow_kafka(
     producer = open_producer(settings, partitions)
     written = 0
     try:
-        for batch in pace(live_events(config, _utc_now), config.rate, stopped):
+        for batch in pace(_live(config), config.rate, stopped):
             for event in batch:
                 producer.send(
                     settings.kafka_topic, key=event["deliveryId"].encode(), value=encode(event)

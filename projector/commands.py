@@ -247,21 +247,13 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
             raise ConfigError(f"--start {args.start!r} is not an ISO-8601 time") from None
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
-    versions: tuple[tuple[int, float], ...] = ()
-    if getattr(args, "versions", None):
-        from producer.simulate import parse_versions
-
-        try:
-            versions = parse_versions(args.versions)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
     config = SimulationConfig(
         deliveries=args.deliveries,
         seed=args.seed,
         start=start,
         late_ratio=args.late_ratio,
         duplicate_ratio=args.duplicate_ratio,
-        versions=versions,
+        versions=_versions(args),
     )
     stream = simulate(config)
     if getattr(args, "to_outbox", None):
@@ -299,7 +291,8 @@ def _simulate_follow(settings: Settings, args: argparse.Namespace) -> int:
     first = args.first_delivery
     if first is None:
         first = next_delivery_number(args.out) if args.out else int(time.time())
-    config = LiveConfig(rate=args.rate, seed=args.seed, first_delivery=first)
+    config = LiveConfig(rate=args.rate, seed=args.seed, first_delivery=first,
+                        versions=_versions(args))
     stop = _StopFlag()
     install_stop_signals(stop.set)
     where = args.out or f"{settings.kafka_topic} at {settings.kafka_bootstrap_servers}"
@@ -314,6 +307,18 @@ def _simulate_follow(settings: Settings, args: argparse.Namespace) -> int:
         count = follow_kafka(settings, config, stop.is_set, args.partitions)
     print(f"simulate: stopped after {count} events", flush=True)
     return 0
+
+
+def _versions(args: argparse.Namespace) -> tuple[tuple[int, float], ...]:
+    """``--versions V:SHARE,...`` read, or none (every event at version 1)."""
+    if not getattr(args, "versions", None):
+        return ()
+    from producer.simulate import parse_versions
+
+    try:
+        return parse_versions(args.versions)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 class _StopFlag:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from producer.simulate import SimulationConfig, encode, parse_versions, simulate
+from producer.simulate import (
+    LiveConfig,
+    SimulationConfig,
+    encode,
+    follow_file,
+    parse_versions,
+    simulate,
+)
 from schema.events import parse_message
 
 pytestmark = pytest.mark.unit
@@ -30,3 +39,25 @@ def test_a_share_of_the_events_is_written_at_version_2_and_a_few_at_a_future_ver
 def test_a_bad_versions_spec_is_refused(spec: str) -> None:
     with pytest.raises(ValueError, match="--versions"):
         parse_versions(spec)
+
+
+def test_the_live_stream_carries_versions_too_and_both_copies_of_a_duplicate_alike(
+    tmp_path: Path,
+) -> None:
+    config = LiveConfig(rate=100_000, seed=4, first_delivery=1, in_flight=50, duplicate_ratio=0.2,
+                        versions=parse_versions("2:0.5,3:0.05"))
+    out = tmp_path / "live.jsonl"
+    def stopped() -> bool:
+        return out.exists() and out.stat().st_size > 400_000
+
+    written = follow_file(str(out), config, stopped)
+    events = [parse_message(line, None) for line in out.read_bytes().splitlines()]
+    assert len(events) == written > 1000
+    versioned = [e for e in events if e.event_type in ("DeliveryCreated", "DeliveryRiderAssigned")]
+    assert 0.4 < sum(1 for e in versioned if e.version == 2) / len(versioned) < 0.6
+    assert any(e.version == 3 and not e.known for e in events)
+    by_id: dict[str, set[int]] = {}
+    for event in events:
+        by_id.setdefault(event.event_id, set()).add(event.version)
+    assert all(len(versions) == 1 for versions in by_id.values())
+    assert sum(1 for e in events) > len(by_id)  # duplicates were written, each alike
