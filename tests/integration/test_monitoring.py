@@ -170,11 +170,10 @@ def _series(scrapes: list[str], metric: str) -> dict[str, list[float]]:
 def test_dashboards_use_only_what_metrics_serves_and_alerts_fire_on_a_stopped_projector(
     pg_url: str, kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path,
 ) -> None:
-    from projector import generations
-    from projector.runtime import open_engine
+    from projector.bootstrap import open_engine
     from projector.settings import Settings
     from projector.sources.base import TopicPartition
-    from projector.store import SqlStore
+    from projector.store import SqlStore, generations
     from schema.lifecycle import GenerationPurpose
 
     topic = topic_factory(3)
