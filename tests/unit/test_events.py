@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from schema.events import (
     EventParseError,
     EventType,
     _fast_object,
+    _new_event,
     canonical_type,
     decode_value,
     make_event,
@@ -798,3 +800,30 @@ def test_the_fast_path_leaves_long_numbers_and_escapes_to_the_careful_path() -> 
     assert _fast_object(b' {"a": 1}') is None
     assert _fast_object(b'{"a": 1}') == {"a": 1}
     assert decode_value(b'{"n": 18446744073709551616}') == {"n": 18446744073709551616}
+
+
+def test_an_event_built_without_its_constructor_is_the_same_event() -> None:
+    values = dict(
+        event_id="e-1", event_type="DeliveryCreated", delivery_id="D-1", occurred_at=AT_UTC,
+        sequence=3, data={"orderId": "O-1"}, known=True,
+        estimated_delivery_at=AT_UTC + timedelta(minutes=30), version=2,
+        received={"orderId": "O-1", "old": 1},
+    )
+    assert list(values) == [f.name for f in dataclasses.fields(Event)]
+    built = _new_event(**values)  # type: ignore[arg-type]
+    constructed = Event(**values)  # type: ignore[arg-type]
+    assert type(built) is Event
+    assert built == constructed
+    assert vars(built) == vars(constructed)
+    assert dataclasses.replace(built, sequence=4) == dataclasses.replace(constructed, sequence=4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.event_id = "e-2"  # type: ignore[misc]
+
+
+def test_make_event_gives_what_the_constructor_gives() -> None:
+    known = make_event("e-1", "배달생성", "D-1", AT_UTC, None, {"orderId": "O-1", "shopId": "S-1"})
+    assert known.event_type == "DeliveryCreated" and known.known
+    assert known == Event(**vars(known)) and vars(known) == vars(Event(**vars(known)))
+    unknown = make_event("e-2", "Whatever", "D-1", AT_UTC, 1, {})
+    assert unknown == Event("e-2", "Whatever", "D-1", AT_UTC, 1, {}, known=False)
+    assert vars(unknown) == vars(Event("e-2", "Whatever", "D-1", AT_UTC, 1, {}, known=False))
