@@ -72,14 +72,21 @@ class Mode:
     """Which generation a projector writes, and how it shares its partitions.
 
     ``live``: whichever generation is active, followed to a new one when a rebuild
-    switches. ``building``: a rebuild's (or verify's) own generation, until it is
-    switched or given up. ``in_place``: the active generation beside the live
-    projector; a partition the live projector takes over is left to it.
+    switches. ``building``: a rebuild's own generation, until it is switched or given
+    up. ``verifying``: verify's scratch generation, never read past the run's targets,
+    so that it stands at exactly the live generation's offsets. ``in_place``: the
+    active generation beside the live projector; a partition the live projector
+    takes over is left to it, and taken back if it stands still for ``retake_after``
+    seconds below its target.
     """
 
     generation: int | None = None
     require_status: str = GenerationStatus.ACTIVE
     yield_when_fenced: bool = False
+    #: Never apply a message at or beyond the offset ``run`` was asked to reach.
+    stop_at_targets: bool = False
+    #: Seconds a partition left to another projector may stand still below its target.
+    retake_after: float | None = None
 
     @classmethod
     def live(cls) -> Mode:
@@ -90,8 +97,14 @@ class Mode:
         return cls(generation, GenerationStatus.BUILDING)
 
     @classmethod
-    def in_place(cls, generation: int) -> Mode:
-        return cls(generation, GenerationStatus.ACTIVE, yield_when_fenced=True)
+    def verifying(cls, generation: int) -> Mode:
+        return cls(generation, GenerationStatus.BUILDING, stop_at_targets=True)
+
+    @classmethod
+    def in_place(cls, generation: int, *, retake_after: float | None = None) -> Mode:
+        return cls(
+            generation, GenerationStatus.ACTIVE, yield_when_fenced=True, retake_after=retake_after
+        )
 
 
 class Projector:
@@ -107,10 +120,10 @@ class Projector:
         batch_max_wait_ms: int = 200,
         progress: ProgressHook | None = None,
         max_backoff: float = 30.0,
-        limits: dict[TopicPartition, int] | None = None,
         pipeline: bool = False,
     ) -> None:
         mode = mode or Mode.live()
+        self.mode = mode
         self.source = source
         self.store = store
         self.follow_active = mode.generation is None
@@ -124,13 +137,14 @@ class Projector:
         self.totals = Totals()
         self.stop_event = threading.Event()
         self._failures = 0
-        # ``limits``: never apply a message at or beyond this offset (verify replays a
-        # scratch generation up to exactly the live generation's offsets).
-        self.limits = dict(limits or {})
+        # Never apply a message at or beyond this offset (``Mode.stop_at_targets``).
+        self.limits: dict[TopicPartition, int] = {}
         # In place, a partition taken by another projector is left to it (not
         # re-claimed); ``run`` with targets then waits for the stored offsets.
         self.yield_when_fenced = mode.yield_when_fenced
         self.released: set[TopicPartition] = set()
+        # A released partition's stored offset, and since when it has stood there.
+        self._standing: dict[TopicPartition, tuple[int, float]] = {}
         # ``pipeline``: write a batch in a worker thread while this thread polls and
         # parses the next one (the database works on the other core meanwhile). At
         # most one batch is in flight; ``self.claims`` then already stand where it
@@ -156,15 +170,21 @@ class Projector:
         if until_caught_up and targets is None:
             partitions = self.source.partitions()
             targets = self.source.end_offsets(partitions)
+        if self.mode.stop_at_targets:
+            self.limits = dict(targets or {})
+        watching = self.progress is not None or self.mode.retake_after is not None
         last_report = 0.0
         try:
             while not self.stop_event.is_set():
                 if targets is not None and self._caught_up(targets):
                     break
                 self._step()
-                if self.progress is not None and time.monotonic() - last_report >= 1.0:
+                if watching and time.monotonic() - last_report >= 1.0:
                     last_report = time.monotonic()
-                    self.progress(self._positions(), targets, self.totals)
+                    positions = self._positions()
+                    if self.progress is not None:
+                        self.progress(positions, targets, self.totals)
+                    self._retake_standing(positions, targets or {})
             self._guarded(self._drain)  # a batch in flight commits before we return
         finally:
             if self._writer is not None:
@@ -364,6 +384,24 @@ class Projector:
                 )
         if not lost:
             self.claims.clear()
+
+    def _retake_standing(
+        self, positions: Mapping[TopicPartition, int], targets: Mapping[TopicPartition, int]
+    ) -> None:
+        """Take back a released partition whose owner stopped moving it (``retake_after``)."""
+        after = self.mode.retake_after
+        if after is None:
+            return
+        for tp in list(self.released):
+            at = positions.get(tp, 0)
+            seen = self._standing.get(tp)
+            if seen is None or seen[0] != at:
+                self._standing[tp] = (at, time.monotonic())
+            elif time.monotonic() - seen[1] > after and at < targets.get(tp, 0):
+                log.info(
+                    "partition %s has not moved for %.0fs; replaying it here", tp.partition, after
+                )
+                self.released.discard(tp)
 
     # -- progress and failures ------------------------------------------------------
     def _positions(self) -> dict[TopicPartition, int]:

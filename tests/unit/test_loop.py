@@ -227,6 +227,30 @@ def test_yield_when_fenced_leaves_the_partition_to_its_new_owner() -> None:
     assert store.applied[P0] == list(range(9))
 
 
+def test_an_in_place_replay_takes_back_a_partition_its_new_owner_stopped_moving() -> None:
+    """``Mode.in_place(retake_after=...)``: left to the live projector, but not forever."""
+    source = FakeSource({P0: log_of(P0, range(5))})
+    store = FakeStore()
+    proj = started(source, store, Mode.in_place(1, retake_after=0.0), batch_size=2,
+                   batch_max_wait_ms=20)
+    proj._step()
+    store.take_over(P0)  # the new owner claims P0 and then never moves it
+    proj._step()
+    assert proj.released == {P0}
+    proj.run(targets={P0: 5})
+    assert proj.released == set() and store.offsets(1) == {P0: 5}
+    assert store.applied[P0] == [0, 1, 2, 3, 4]
+
+
+def test_a_verifying_replay_never_reads_past_its_targets() -> None:
+    """``Mode.verifying``: the scratch stands at exactly the offsets it was asked for."""
+    source = FakeSource({P0: log_of(P0, range(9)), P1: log_of(P1, range(4))})
+    store = FakeStore()
+    projector(source, store, Mode.verifying(1), batch_size=10).run(targets={P0: 5, P1: 2})
+    assert store.applied == {P0: [0, 1, 2, 3, 4], P1: [0, 1]}
+    assert store.offsets(1) == {P0: 5, P1: 2}
+
+
 def test_offsets_without_messages_are_stepped_over_without_seeking_back() -> None:
     """Compaction, retention, transaction markers, blank lines: the source skips them."""
     source = FakeSource({P0: log_of(P0, [0, 1, 5, 6])})
