@@ -235,3 +235,34 @@ def test_the_sql_finder_finds_sql(tmp_path: Path) -> None:
         "from sqlalchemy import ['select']", "schema.tables", ".connect() at line 4",
         ".execute() at line 5",
     ]
+
+
+
+def test_the_rebuild_modes_run_on_their_context_and_speak_no_sql() -> None:
+    """Each mode asks ``projector.rebuild.context`` for its engine, source and projector,
+    and the store for every read and write: none imports SQLAlchemy, the bootstrap, a
+    source adapter or the loop's ``Projector`` itself."""
+    graph = _graph()
+    modes = sorted(
+        n for n in graph if n.startswith("projector.rebuild.") and n != "projector.rebuild.context"
+    )
+    assert {"projector.rebuild.new_generation", "projector.rebuild.in_place",
+            "projector.rebuild.verify"} <= set(modes)
+    offenders = []
+    for name in modes:
+        for node in ast.walk(ast.parse(_modules()[name].read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
+            names = {alias.name for alias in node.names}
+            if module.split(".")[0] == "sqlalchemy" or any(
+                n.split(".")[0] == "sqlalchemy" for n in names
+            ):
+                offenders.append(f"{name}: sqlalchemy")
+            if module == "projector.loop" and "Projector" in names:
+                offenders.append(f"{name}: builds its own Projector")
+        offenders += [f"{name}: {t}" for t in sorted(graph[name])
+                      if t == "projector.bootstrap" or t in ("projector.sources",
+                                                             "projector.sources.kafka",
+                                                             "projector.sources.file")]
+    assert offenders == []
