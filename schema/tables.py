@@ -2,14 +2,18 @@
 
 Every projected table carries a ``generation`` column: a rebuild writes generation
 G+1 beside the active generation G, and one row update in ``generations`` switches
-which one is served. Identifiers use the ``C`` collation on PostgreSQL so that
+which one is served. On PostgreSQL ``deliveries`` and ``delivery_events`` are
+partitioned by generation (LIST, one partition per generation, revision 0005): a
+rebuild loads its own bare tables and attaches them, a retired generation is
+detached and dropped, and a statement on the served generation prunes to its
+partition. Identifiers use the ``C`` collation on PostgreSQL so that
 ordering by them is plain code point order, as SQLite's BINARY collation is.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
@@ -121,6 +125,7 @@ deliveries = Table(
     Index("ix_deliveries_shop", "generation", "shop_id"),
     Index("ix_deliveries_order", "generation", "order_id"),
     Index("ix_deliveries_state", "generation", "state"),
+    postgresql_partition_by="LIST (generation)",
 )
 
 #: The full history: one row per distinct event id (the idempotency key).
@@ -153,6 +158,7 @@ delivery_events = Table(
         "event_id",
     ),
     Index("ix_delivery_events_time", "generation", "occurred_at"),
+    postgresql_partition_by="LIST (generation)",
 )
 
 #: Where the projection reads next, per source partition, with the fencing epoch, and
@@ -198,3 +204,12 @@ dead_letters = Table(
     Index("uq_dead_letters_source", "generation", "topic", "partition", "offset", unique=True),
     Index("ix_dead_letters_status", "generation", "status"),
 )
+
+
+#: Tables partitioned by generation on PostgreSQL, with the columns of their primary key.
+PER_GENERATION: Final = (deliveries, delivery_events)
+
+
+def partition_name(table: str, generation: int) -> str:
+    """The name of ``table``'s partition holding ``generation`` (PostgreSQL)."""
+    return f"{table}_g{int(generation)}"

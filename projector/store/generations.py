@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from projector.errors import RebuildError
 from projector.runtime import now
 from projector.sources.base import TopicPartition
+from projector.store import partitions as pg_partitions
 from schema.db import IS_ACTIVE
 from schema.lifecycle import GenerationPurpose, GenerationStatus
 from schema.tables import (
@@ -172,9 +173,14 @@ def refuse_running(found: GenerationRecord) -> RebuildError:
 
 
 # -- creating and owning -----------------------------------------------------------
-def create(engine: Engine, *, purpose: str, from_spec: str, owner: str) -> tuple[int, int]:
+def create(
+    engine: Engine, *, purpose: str, from_spec: str, owner: str, partitions: bool = True
+) -> tuple[int, int]:
     """Create a ``building`` generation; returns (new, active). One rebuild at a time.
 
+    On PostgreSQL its partitions are created empty and attached in the same
+    transaction; ``partitions=False`` leaves them to a bulk load
+    (``projector.store.bulk``), which attaches its own once loaded and indexed.
     A stale verify scratch (its process is gone) is not worth resuming: it is
     discarded here instead of blocking the next rebuild.
     """
@@ -207,6 +213,8 @@ def create(engine: Engine, *, purpose: str, from_spec: str, owner: str) -> tuple
                 owner=owner, created_at=now(), heartbeat_at=now(),
             )
         )
+        if partitions and conn.dialect.name == "postgresql":
+            pg_partitions.ensure_attached(conn, new)
     if stale_scratch is not None:
         log.info("dropped the scratch generation %s of an interrupted verify", stale_scratch)
         drop_rows(engine, stale_scratch)
@@ -227,6 +235,8 @@ def take_over(engine: Engine, generation: int, owner: str) -> None:
             .where(generations.c.generation == generation)
             .values(owner=owner, heartbeat_at=now())
         )
+        if conn.dialect.name == "postgresql":  # a bulk load killed before its attach
+            pg_partitions.ensure_attached(conn, generation)
 
 
 def mark_in_place(engine: Engine, owner: str, spec: str) -> int:
@@ -361,17 +371,28 @@ def forget(engine: Engine, generation: int) -> None:
 
 
 def drop_rows(engine: Engine, generation: int) -> int:
-    """Delete a non-active generation's rows, a chunk per transaction; returns how many."""
+    """Drop a non-active generation's rows; returns how many.
+
+    On PostgreSQL its partitions are detached and dropped (``projector.store.
+    partitions``); on SQLite, and for the dead letters, rows are deleted a chunk per
+    transaction, so the live projector (one writer at a time on SQLite) is never held
+    up for long.
+    """
     with engine.connect() as conn:
         found = get(conn, generation)
     if found is not None and found.status == GenerationStatus.ACTIVE:
         raise RebuildError(f"refusing to drop the rows of the active generation {generation}")
     total = 0
-    for table, key in (
-        (deliveries, deliveries.c.delivery_id),
-        (delivery_events, delivery_events.c.event_id),
-        (dead_letters, dead_letters.c.id),
-    ):
+    chunked: list[tuple[Any, Any]] = [(dead_letters, dead_letters.c.id)]
+    if engine.dialect.name == "postgresql":
+        total += pg_partitions.detach_and_drop(engine, generation)
+    else:
+        chunked = [
+            (deliveries, deliveries.c.delivery_id),
+            (delivery_events, delivery_events.c.event_id),
+            *chunked,
+        ]
+    for table, key in chunked:
         while True:
             chunk = (
                 select(key).where(table.c.generation == generation).limit(DELETE_CHUNK)
