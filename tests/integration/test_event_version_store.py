@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -27,12 +28,20 @@ def store(migrated_url: str) -> Any:
     engine.dispose()
 
 
+def _not_a_partition(name: str | None, kind: str, _parent: Any) -> bool:
+    """A generation's partition (PostgreSQL, revision 0005) is not a table of the metadata."""
+    return not (kind == "table" and name is not None
+                and re.fullmatch(r"(deliveries|delivery_events)_g[0-9]+", name) is not None)
+
+
 def test_the_migrations_build_exactly_the_tables_of_schema_tables(migrated_url: str) -> None:
     engine = make_engine(migrated_url)
     try:
         with engine.connect() as conn:
             diff = compare_metadata(
-                MigrationContext.configure(conn, opts={"compare_server_default": True}), metadata
+                MigrationContext.configure(conn, opts={
+                    "compare_server_default": True, "include_name": _not_a_partition}),
+                metadata,
             )
     finally:
         engine.dispose()
