@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield
         finally:
-            await services.feed.stop()
+            await heavy.run(services.feed.stop)  # the feed lives on the lane (subscriptions)
             heavy.stop()
             services.end_offsets.close()
             database.dispose()

@@ -234,19 +234,21 @@ class _Schema(strawberry.Schema):
         allowed_operation_types: Iterable[OperationType] | None = None,
     ) -> StreamResult:
         """A WebSocket's operations: a heavy query runs on the heavy lane, as over HTTP
-        (``execute``); its one result is handed back to the socket's loop."""
+        (``execute``); its one result is handed back to the socket's loop. Every
+        subscription runs on the lane, its pushes resolved there and handed back one at
+        a time (``HeavyLane.stream``)."""
+        args = (query, variable_values, context_value, root_value, operation_name,
+                operation_extensions, allowed_operation_types)
+        running = self._running_lane(context_value)
+        if (running is not None and self.lanes is not None
+                and self.lanes.subscribes(query, operation_name)):
+            return running.stream(lambda: super(_Schema, self).stream(*args))
         lane = self._lane_for(query, variable_values, context_value, operation_name=operation_name)
         if lane is None:
-            return await super().stream(
-                query, variable_values, context_value, root_value, operation_name,
-                operation_extensions, allowed_operation_types,
-            )
+            return await super().stream(*args)
 
         async def run() -> list[StreamItem]:
-            source = await super(_Schema, self).stream(
-                query, variable_values, context_value, root_value, operation_name,
-                operation_extensions, allowed_operation_types,
-            )
+            source = await super(_Schema, self).stream(*args)
             async with aclosing(source):
                 return [result async for result in source]
 
@@ -261,11 +263,16 @@ class _Schema(strawberry.Schema):
         operation_name: str | None = None,
         **__: Any,
     ) -> HeavyLane | None:
-        services = getattr(context_value, "services", None)
-        lane: HeavyLane | None = getattr(services, "heavy", None)
         if self.lanes is None:
             return None
+        lane = self._running_lane(context_value)
         return self.lanes.lane_for(lane, self._schema, query, operation_name, variable_values)
+
+    @staticmethod
+    def _running_lane(context_value: Any) -> HeavyLane | None:
+        services = getattr(context_value, "services", None)
+        lane: HeavyLane | None = getattr(services, "heavy", None)
+        return lane if lane is not None and lane.loop is not None else None
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

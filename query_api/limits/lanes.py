@@ -8,16 +8,30 @@ over ``QUERY_API_HEAVY_COST`` runs on this lane's loop instead: heavy operations
 share one thread among themselves while the main loop keeps answering (the GIL
 is handed over at least every few milliseconds). Light operations, the common
 case, stay on the main loop and pay nothing for it.
+
+Subscriptions run on the lane whatever their cost (``HeavyLane.stream``): their
+source, the change feed (``query_api.feed``), lives on the lane's loop, and so does
+the resolution of every push. A flood of subscriptions then queues for the
+lane's database slots, never in front of the main loop's light queries: measured
+(tests/fault/test_ws_flood.py, docs/api-limits.md), 2,000 subscriptions arriving
+at once had held plain HTTP queries for up to 6 s when they ran on the main loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from typing import Any, TypeVar
 
-from graphql import DocumentNode, GraphQLSchema, OperationDefinitionNode, OperationType
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+)
 
 from query_api.limits.budget import CostBudget
 
@@ -51,6 +65,47 @@ class HeavyLane:
         future = asyncio.run_coroutine_threadsafe(call(), self._loop)
         return await asyncio.wrap_future(future)
 
+    async def stream(
+        self, open_source: Callable[[], Awaitable[AsyncIterator[T]]]
+    ) -> AsyncGenerator[T, None]:
+        """The items of ``await open_source()``, opened, iterated and closed on the lane's
+        loop, handed to the caller's loop one at a time (the lane waits until each is
+        taken). Closing or cancelling the caller's iterator cancels the lane's task, which
+        closes the source there, on the loop it belongs to."""
+        lane = self._loop
+        assert lane is not None, "the lane is started by the app's lifespan"
+        here = asyncio.get_running_loop()
+        handed: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(maxsize=1)
+
+        async def hand(item: tuple[bool, Any]) -> None:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(handed.put(item), here))
+
+        async def pump() -> None:
+            try:
+                source = await open_source()
+                async with aclosing(source):  # type: ignore[type-var]
+                    async for item in source:
+                        await hand((True, item))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - raised again on the caller's side
+                await hand((False, exc))
+            else:
+                await hand((False, None))
+
+        pumping = asyncio.run_coroutine_threadsafe(pump(), lane)
+        try:
+            while True:
+                more, value = await handed.get()
+                if more:
+                    yield value
+                elif value is None:
+                    return
+                else:
+                    raise value
+        finally:
+            pumping.cancel()
+
     def stop(self) -> None:
         loop, thread = self._loop, self._thread
         self._loop = self._thread = None
@@ -72,9 +127,9 @@ class LaneChoice:
     """Which lane an operation runs on, from its estimated cost, before strawberry runs it.
 
     Light operations, unparsable ones and those the budget is about to refuse stay
-    on the main loop: only work that will really run is worth moving. So do
-    subscriptions: their source (``query_api.feed``) lives on the main loop; a
-    query sent over a WebSocket moves as it would over HTTP.
+    on the main loop: only work that will really run is worth moving. A query sent
+    over a WebSocket moves as it would over HTTP. Subscriptions are not chosen
+    here: every one runs on the lane (``subscribes``, ``HeavyLane.stream``).
     """
 
     def __init__(
@@ -98,12 +153,19 @@ class LaneChoice:
         cost = self.budget.peek(schema, query, operation_name, variables, self._parse)
         if cost is None or not self.heavy_cost < cost.rows <= self.budget.max_cost:
             return None  # light, unparsable, or about to be refused: no need to move
-        if self._subscribes(query, operation_name):
+        if self.subscribes(query, operation_name):
             return None
         return lane
 
-    def _subscribes(self, query: str, operation_name: str | None) -> bool:
-        document = self._parse(query)  # cached: the budget has just parsed it
+    def subscribes(self, query: str | None, operation_name: str | None) -> bool:
+        """Whether the chosen operation of ``query`` is a subscription (False when the
+        text does not parse: strawberry's own errors say why)."""
+        if not query:
+            return False
+        try:
+            document = self._parse(query)  # cached: parsed once for every use
+        except (GraphQLError, TypeError, ValueError, RecursionError):
+            return False
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         chosen = (
             operations[0] if operation_name is None and len(operations) == 1
