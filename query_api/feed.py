@@ -33,6 +33,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import RowMapping, make_url
 
 from query_api import reads
+from query_api.errors import Busy
 from query_api.session import ReadSession
 from query_api.settings import Settings
 from schema.notify import NOTIFY_CHANNEL, parse_notification
@@ -76,6 +77,8 @@ class ChangeFeed:
         #: Statements the shared SQLite poll has run (a test counts them).
         self.polls = 0
         self._poll_failed_at = -RETRY_SECONDS
+        self._said_not_up = False
+        self._in_flight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
 
     @property
     def subscriber_count(self) -> int:
@@ -122,11 +125,7 @@ class ChangeFeed:
                     del self._subscribers[delivery_id]
 
     async def _current(self, delivery_id: str) -> dict[str, Any] | None:
-        session = self._new_session()
-        try:
-            return _fingerprint(await session.run(reads.delivery_fingerprint, delivery_id))
-        finally:
-            await session.aclose()
+        return _fingerprint(await self._once(reads.delivery_fingerprint, delivery_id))
 
     async def changes(
         self, spec: reads.DeliveryFilterSpec
@@ -177,6 +176,24 @@ class ChangeFeed:
             self._watchers.discard(watcher)
 
     async def _once(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in a session of its own. Calls with the same arguments while one
+        runs share its statement and its answer (read-only, never changed by a caller): a
+        burst of subscribers to one delivery, or with one filter, reads once, not once
+        each. One caller going away does not cancel the others' read."""
+        key = (fn, *(tuple(a) if isinstance(a, list) else a for a in args))
+        running = self._in_flight.get(key)
+        if running is None:
+            running = asyncio.ensure_future(self._read(fn, *args))
+            self._in_flight[key] = running
+            running.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(running)
+
+    def _forget(self, key: tuple[Any, ...], done: asyncio.Future[Any]) -> None:
+        self._in_flight.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: whoever still waits gets it from the shield
+
+    async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
         session = self._new_session()
         try:
             return await session.run(fn, *args)
@@ -200,7 +217,10 @@ class ChangeFeed:
         try:
             await asyncio.wait_for(self._ready.wait(), timeout=5)
         except TimeoutError:
-            log.warning("LISTEN %s is not up; subscriptions poll meanwhile", CHANNEL)
+            if not self._said_not_up:  # once until it is up, not once per subscriber
+                self._said_not_up = True
+                log.warning("%s is not up; subscriptions poll meanwhile",
+                            f"LISTEN {CHANNEL}" if self._pg else "the change poll")
 
     async def _sleep(self, signal: asyncio.Event) -> None:
         """Until ``signal`` (a change named), or the subscriber's own poll is due: at
@@ -230,11 +250,15 @@ class ChangeFeed:
             if since is not None:  # what was applied before the poll started is not news
                 seen = dict(await self._once(reads.applied_since, since - CHANGE_MARGIN))
             self._ready.set()
+            self._said_not_up = False
             while self.subscriber_count:
                 await asyncio.sleep(self._settings.poll_interval_seconds)
                 start = None if since is None else since - CHANGE_MARGIN
-                rows = [(i, at) for i, at in await self._once(reads.applied_since, start)
-                        if at is not None]
+                try:
+                    found = await self._once(reads.applied_since, start)
+                except Busy:  # slots taken (a burst of subscribers): look again next time,
+                    continue  # rather than send every subscriber polling on its own
+                rows = [(i, at) for i, at in found if at is not None]
                 self.polls += 1
                 woken = [i for i, at in rows if seen.get(i) != at]
                 for delivery_id, at in rows:
@@ -289,6 +313,7 @@ class ChangeFeed:
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self._ready.set()
+                    self._said_not_up = False
                     self._wake(None)  # whatever changed while we were not listening
                     backoff = 0.5
                     async for note in conn.notifies():
