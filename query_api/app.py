@@ -63,7 +63,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         database.heavy_loop = heavy.loop
 
         def new_session() -> ReadSession:
-            return ReadSession(database, max_nodes=settings.max_nodes)
+            return ReadSession(database, max_nodes=settings.max_nodes,
+                               max_payload_bytes=settings.max_payload_bytes)
 
         services = Services(
             settings=settings,

@@ -32,7 +32,8 @@ class Services:
         return self.database.engine
 
     def new_session(self) -> ReadSession:
-        return ReadSession(self.database, max_nodes=self.settings.max_nodes)
+        return ReadSession(self.database, max_nodes=self.settings.max_nodes,
+                           max_payload_bytes=self.settings.max_payload_bytes)
 
 
 #: The session of the operation being executed (set by ``extensions.OperationScope``).

@@ -27,12 +27,19 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     false,
     func,
+    null,
     or_,
     select,
+    type_coerce,
 )
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import BigInteger
 
 from query_api.cursors import DeliveryKey, EventKey
 from schema.db import IS_ACTIVE
@@ -122,6 +129,35 @@ class HistoryPage:
     rows: list[RowMapping]
     has_next: bool
     total: int
+    #: Bytes of event data the page holds (its rows' ``data`` as stored, JSON text).
+    data_bytes: int = 0
+
+
+class payload_bytes(FunctionElement[int]):  # noqa: N801 - a SQL function, named as one
+    """The size in bytes of a JSON column's value as stored (its JSON text): computed in
+    the database, so a payload can be measured without being read."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(payload_bytes)
+def _payload_bytes(element: payload_bytes, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"length({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(payload_bytes, "sqlite")
+def _payload_bytes_sqlite(element: payload_bytes, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"length(CAST({compiler.process(element.clauses, **kw)} AS BLOB))"
+
+
+@compiles(payload_bytes, "postgresql")
+def _payload_bytes_pg(element: payload_bytes, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"octet_length(CAST({compiler.process(element.clauses, **kw)} AS TEXT))"
+
+
+#: No payload bound: what ``histories`` uses when given none.
+UNBOUNDED_BYTES = 1 << 62
 
 
 def _equals(column: Any, value: str) -> ColumnElement[bool]:
@@ -204,13 +240,19 @@ def deliveries_by_id(
 
 @cache
 def _histories(active: bool, after: bool, bound: FoldBound | None = None) -> Select[Any]:
-    """The statement of ``histories``; ``:ids``, ``:first_plus_one``, the cursor and the
-    time-travel bound (``_bound_shape``) bound."""
+    """The statement of ``histories``; ``:ids``, ``:first_plus_one``, ``:max_bytes``, the
+    cursor and the time-travel bound (``_bound_shape``) bound.
+
+    Each row carries its payload's size (``data_bytes``) and the running total of the
+    page's sizes in result order (``data_running``); its ``data`` is returned only while
+    that total is within ``:max_bytes`` (``query_api.limits.payload``): a page of large
+    payloads is measured in the database and none of them is sent."""
     generation: Generation = ACTIVE if active else 0
     inner = (
         select(
             delivery_events,
             func.count().over(partition_by=e.delivery_id).label("total"),
+            payload_bytes(e.data).label("data_bytes"),
         )
         .where(
             _generation_of(e.generation, generation),
@@ -241,10 +283,17 @@ def _histories(active: bool, after: bool, bound: FoldBound | None = None) -> Sel
             )
         )
     numbered = middle.subquery("numbered")
+    n = numbered.c
+    running = func.sum(n.data_bytes).over(order_by=(n.delivery_id, n.rn))
+    served = type_coerce(
+        case((running <= bindparam("max_bytes", type_=BigInteger()), n.data), else_=null()),
+        e.data.type,
+    )
     return (
-        select(numbered)
-        .where(numbered.c.rn <= bindparam("first_plus_one"))
-        .order_by(numbered.c.delivery_id, numbered.c.rn)
+        select(*(c for c in n if c.name != "data"), served.label("data"),
+               running.label("data_running"))
+        .where(n.rn <= bindparam("first_plus_one"))
+        .order_by(n.delivery_id, n.rn)
     )
 
 
@@ -255,25 +304,31 @@ def histories(
     first: int,
     after: EventKey | None,
     bound: FoldBound | None = None,
+    max_bytes: int = UNBOUNDED_BYTES,
 ) -> dict[str, HistoryPage]:
     """One page of history per delivery, in fold order, in one statement; with
-    ``bound``, only the events a time-travel view holds.
+    ``bound``, only the events a time-travel view holds. Payloads are returned only
+    while the pages' running total of their sizes is within ``max_bytes``; each page's
+    ``data_bytes`` says what it holds (the caller refuses a sum over ``max_bytes``).
 
     The innermost query counts each delivery's events (``totalCount``) before the
     cursor filters; the middle one numbers the rows after the cursor per delivery.
     """
-    params = _params(generation, ids=_stored(ids), first_plus_one=first + 1)
+    params = _params(generation, ids=_stored(ids), first_plus_one=first + 1,
+                     max_bytes=max_bytes)
     params.update(_bound_params(bound))
     if after is not None:
         params.update(after_at=after.occurred_at, after_sequence=after.sequence,
                       after_event_id=after.event_id)
     grouped: dict[str, list[RowMapping]] = {}
     totals: dict[str, int] = {}
+    sizes: dict[str, int] = {}
     statement = _histories(not isinstance(generation, int), after is not None,
                            _bound_shape(bound))
     for row in conn.execute(statement, params).mappings():
         grouped.setdefault(row["delivery_id"], []).append(row)
         totals[row["delivery_id"]] = int(row["total"])
+        sizes[row["delivery_id"]] = sizes.get(row["delivery_id"], 0) + int(row["data_bytes"] or 0)
     missing = [i for i in ids if i not in totals]
     if missing and after is not None:  # every event is before the cursor: count them apart
         totals.update(_event_counts(conn, generation, missing, bound))
@@ -282,6 +337,7 @@ def histories(
             rows=grouped.get(delivery_id, [])[:first],
             has_next=len(grouped.get(delivery_id, [])) > first,
             total=totals.get(delivery_id, 0),
+            data_bytes=sizes.get(delivery_id, 0),
         )
         for delivery_id in ids
     }

@@ -35,9 +35,10 @@ from strawberry.dataloader import DataLoader
 from query_api import reads
 from query_api.cursors import parse_event_cursor
 from query_api.database import ReadDatabase, timed_out
-from query_api.errors import DatabaseUnavailable, QueryTimeout
+from query_api.errors import DatabaseUnavailable, QueryTimeout, UserInputError
 from query_api.limits.nodes import NodeAllowance
 from query_api.limits.pages import FOLD_LIMIT
+from query_api.limits.payload import PayloadAllowance
 from query_api.reads import ACTIVE, FoldBound, Generation
 from query_api.timeline import DeliveryTimeline, load_timelines
 from schema.db import SchemaError, active_generation
@@ -52,9 +53,13 @@ UNAVAILABLE = "the read model is unavailable (unreachable or not migrated; see /
 
 
 class ReadSession:
-    def __init__(self, database: ReadDatabase, max_nodes: int = 100_000) -> None:
+    def __init__(
+        self, database: ReadDatabase, max_nodes: int = 100_000,
+        max_payload_bytes: int = reads.UNBOUNDED_BYTES,
+    ) -> None:
         self._db = database
         self._allowance = NodeAllowance(max_nodes)
+        self._payload = PayloadAllowance(max_payload_bytes)
         self._generation: int | None = None
         self._conn: Connection | None = None
         self._ticket: object | None = None
@@ -64,7 +69,8 @@ class ReadSession:
         # iteration when uncontended, unlike anyio's).
         self._lock = asyncio.Lock()
         self.deliveries = DataLoader[str, "RowMapping | None"](load_fn=self._load_deliveries)
-        self.histories = DataLoader[HistoryKey, reads.HistoryPage](load_fn=self._load_histories)
+        self.histories = DataLoader[HistoryKey, reads.HistoryPage](
+            load_fn=self._load_histories)
         self.timelines = DataLoader[TimelineKey, DeliveryTimeline](load_fn=self._load_timelines)
 
     @property
@@ -187,17 +193,25 @@ class ReadSession:
         found = await self.run(reads.deliveries_by_id, list(dict.fromkeys(ids)))
         return [found.get(i) for i in ids]
 
-    async def _load_histories(self, keys: Sequence[HistoryKey]) -> list[reads.HistoryPage]:
+    async def _load_histories(
+        self, keys: Sequence[HistoryKey]
+    ) -> list[reads.HistoryPage | UserInputError]:
         groups: dict[tuple[int, str | None, FoldBound | None], list[str]] = {}
         for delivery_id, first, after, bound in keys:
             ids = groups.setdefault((first, after, bound), [])
             if delivery_id not in ids:
                 ids.append(delivery_id)
-        pages: dict[HistoryKey, reads.HistoryPage] = {}
+        pages: dict[HistoryKey, reads.HistoryPage | UserInputError] = {}
         for (first, after, bound), ids in groups.items():
             self.spend(len(ids) * first)
             key = None if after is None else parse_event_cursor(after)
-            found = await self.run(reads.histories, ids, first, key, bound)
+            found = await self.run(reads.histories, ids, first, key, bound,
+                                   self._payload.remaining)
+            try:  # over what is left, the pages came without their payloads: refused
+                self._payload.spend(sum(page.data_bytes for page in found.values()))
+            except UserInputError as refusal:  # those pages' fields, not the whole batch
+                pages.update({(i, first, after, bound): refusal for i in ids})
+                continue
             for delivery_id, page in found.items():
                 pages[(delivery_id, first, after, bound)] = page
         return [pages[k] for k in keys]

@@ -49,6 +49,9 @@ class Settings:
     #: The static cost budget (``query_api.limits.cost``): the `first` of every list field,
     #: summed over aliases and fragments, checked before any SQL runs.
     max_cost: int = 5000
+    #: Most bytes of event data (history payloads, as stored) one operation may read
+    #: (``query_api.limits.payload``); a page past it is refused before it is read.
+    max_payload_bytes: int = 32 * 1024 * 1024
     #: Operations reading the database at once: pooled connections and DB worker
     #: threads. Further operations wait in a cheap asynchronous queue.
     db_concurrency: int = 4
@@ -113,6 +116,7 @@ class Settings:
             max_body_bytes=_int(env, "QUERY_API_MAX_BODY_BYTES", d.max_body_bytes),
             max_nodes=_int(env, "QUERY_API_MAX_NODES", d.max_nodes),
             max_cost=_int(env, "QUERY_API_MAX_COST", d.max_cost),
+            max_payload_bytes=_int(env, "QUERY_API_MAX_PAYLOAD_BYTES", d.max_payload_bytes),
             db_concurrency=_int(env, "QUERY_API_DB_CONCURRENCY", d.db_concurrency),
             heavy_cost=_int(env, "QUERY_API_HEAVY_COST", d.heavy_cost),
             heavy_concurrency=_int(env, "QUERY_API_HEAVY_CONCURRENCY", d.heavy_concurrency),
@@ -156,7 +160,7 @@ class Settings:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is not between 0 and 65535")
         for name in ("max_depth", "max_aliases", "max_tokens", "max_body_bytes", "max_nodes",
-                     "max_cost", "db_concurrency", "heavy_concurrency",
+                     "max_cost", "max_payload_bytes", "db_concurrency", "heavy_concurrency",
                      "ws_max_sockets", "ws_max_sockets_per_client",
                      "ws_max_operations_per_socket", "ws_max_subscriptions",
                      "ws_max_subscriptions_per_client"):
