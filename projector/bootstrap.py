@@ -3,6 +3,7 @@
 Commands ask this module for what they run on and never build it themselves, so a
 setting (the session bounds, the source time zone, the message size bound) is
 applied the same way by ``run``, ``rebuild``, ``verify`` and ``dead-letters``.
+The store is given parsed batches; the parser (``open_parser``) goes to the loop.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from projector.batch import BatchParser
 from projector.errors import StoreUnavailable
 from projector.settings import Settings
 from projector.sources import open_source
 from projector.stall import StallWatch
 from projector.store import SqlStore
+from projector.store.lifecycle import SqlGenerations
 from schema.db import SchemaError, ensure_migrated, make_engine, migrate
 
 __all__ = [
-    "migrate_read_model", "open_engine", "open_reader", "open_source", "open_store",
-    "session_options", "stall_watch",
+    "migrate_read_model", "open_engine", "open_generations", "open_parser", "open_reader",
+    "open_source", "open_store", "session_options", "stall_watch",
 ]
 
 
@@ -77,12 +80,17 @@ def open_store(settings: Settings, engine: Engine, *, watch_stalls: bool = False
     ``watch_stalls``: the long-running projector notices a process frozen past the
     session bound (``stall_watch``); a one-off command does not need to.
     """
-    return SqlStore(
-        engine,
-        settings.source_tz,
-        stall_watch=stall_watch(settings, engine) if watch_stalls else None,
-        max_message_bytes=settings.max_message_bytes,
-    )
+    return SqlStore(engine, stall_watch=stall_watch(settings, engine) if watch_stalls else None)
+
+
+def open_generations(engine: Engine) -> SqlGenerations:
+    """The generation lifecycle (a rebuild's, verify's) on ``engine``."""
+    return SqlGenerations(engine)
+
+
+def open_parser(settings: Settings) -> BatchParser:
+    """How messages are read: the source's time zone, the message size bound."""
+    return BatchParser(settings.source_tz, settings.max_message_bytes)
 
 
 def migrate_read_model(settings: Settings) -> tuple[str | None, str]:

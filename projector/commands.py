@@ -13,7 +13,13 @@ from typing import Any, Final
 from sqlalchemy import Engine
 
 from projector.analytics.cli import cmd_analytics, cmd_export
-from projector.bootstrap import migrate_read_model, open_engine, open_source, open_store
+from projector.bootstrap import (
+    migrate_read_model,
+    open_engine,
+    open_parser,
+    open_source,
+    open_store,
+)
 from projector.errors import ConfigError, ProjectorError, SourceUnavailable
 from projector.loop import Projector, stderr_progress
 from projector.progress import Summary
@@ -21,8 +27,8 @@ from projector.rebuild import RebuildRequest, VerifyRequest, run_rebuild, run_ve
 from projector.runtime import install_stop_signals
 from projector.settings import Settings
 from projector.sources.base import TopicPartition
+from projector.store import RepairStore
 from projector.store import dead_letters as dead_letter_queries
-from projector.store.base import parse_source_message
 from projector.store.retention import served_before_start_of
 from projector.store.status import read_status
 from projector.terminal import escape_json_text, json_line, printable, printable_lines
@@ -50,6 +56,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     projector = Projector(
         source,
         store,
+        parser=open_parser(settings),
         batch_size=settings.batch_size,
         batch_max_wait_ms=settings.batch_max_wait_ms,
         progress=stderr_progress if args.until_caught_up else _EveryHalfMinute(),
@@ -199,12 +206,13 @@ def _dead_letters_list(engine: Engine, args: argparse.Namespace) -> int:
 
 def _dead_letters_replay(engine: Engine, settings: Settings, args: argparse.Namespace) -> int:
     """Parse pending dead letters again; apply the valid ones as events, keep the rest."""
-    store = open_store(settings, engine)
+    store: RepairStore = open_store(settings, engine)
+    parser = open_parser(settings)
     generation, letters = dead_letter_queries.pending(engine, args.ids)
     fixed = still = copies = 0
     for letter_id, message in letters:
         try:
-            event = parse_source_message(message, settings.source_tz, settings.max_message_bytes)
+            event = parser.event(message)
         except EventParseError as exc:
             still += 1
             print(f"#{letter_id} still invalid: {exc.code.value}: {printable(exc.reason)}")

@@ -1,6 +1,7 @@
 """The projection loop: read a batch, apply it in one transaction, repeat.
 
-The loop depends only on the ``EventSource`` and ``ReadModelStore`` protocols.
+The loop depends only on the ``EventSource`` and ``ProjectionStore`` protocols, and
+parses each batch itself (``BatchParser``) before the store writes it.
 Positions come from the read model: whenever this process gains a partition it
 claims it in the database (which fences any earlier owner) and seeks the source
 to the stored offset. A message that does not continue a partition exactly where
@@ -8,8 +9,8 @@ the read model stands is never applied: older ones are skipped (already applied)
 a gap makes the loop seek back.
 
 Transient failures (source or database unreachable) are retried with backoff and
-logged; nothing is skipped. Bad messages are the store's business: they become
-dead letters inside the batch's transaction.
+logged; nothing is skipped. A bad message is parsed into a dead letter here and
+written by the store inside the batch's transaction.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Protocol, TypeVar, cast
+from typing import TypeVar
 
+from projector.batch import BatchParser, PreparedBatch
 from projector.errors import Fenced, GenerationChanged, SourceUnavailable, StoreUnavailable
 from projector.sources.base import EventSource, SourceMessage, TopicPartition
-from projector.store import BatchResult, Claim, PreparedBatch, ReadModelStore
+from projector.store.base import BatchResult, Claim, ProjectionStore
 from schema.lifecycle import GenerationStatus
 
 log = logging.getLogger(__name__)
@@ -55,10 +57,6 @@ class Totals:
     @property
     def seconds(self) -> float:
         return time.monotonic() - self.started
-
-
-class _EpochStore(Protocol):
-    def epochs(self, generation: int) -> dict[TopicPartition, int]: ...
 
 
 #: Called at most once a second with (stored positions, targets, totals so far).
@@ -113,9 +111,10 @@ class Projector:
     def __init__(
         self,
         source: EventSource,
-        store: ReadModelStore,
+        store: ProjectionStore,
         mode: Mode | None = None,
         *,
+        parser: BatchParser | None = None,
         batch_size: int = 500,
         batch_max_wait_ms: int = 200,
         progress: ProgressHook | None = None,
@@ -126,6 +125,7 @@ class Projector:
         self.mode = mode
         self.source = source
         self.store = store
+        self.parser = parser or BatchParser()
         self.follow_active = mode.generation is None
         self.generation = mode.generation
         self.require_status = mode.require_status
@@ -208,7 +208,7 @@ class Projector:
             return  # every partition left to the projector that took it
         messages = self.source.poll(self.batch_size, self.batch_max_wait_ms)
         batch = self._admit(messages)
-        prepared = self.store.prepare(batch) if batch else None
+        prepared = self.parser(batch) if batch else None
         self._drain()  # the previous batch must commit before this one is written
         self._advance_idle({m.tp for m in messages})
         if prepared is None:
@@ -369,7 +369,7 @@ class Projector:
         """Leave every partition whose epoch moved on to its new owner; re-claim none."""
         assert self.generation is not None
         generation = self.generation
-        current = self._retry(lambda: cast(_EpochStore, self.store).epochs(generation))
+        current = self._retry(lambda: self.store.epochs(generation))
         lost = False
         for tp, claim in list(self.claims.items()):
             if current.get(tp) != claim.epoch:

@@ -22,7 +22,7 @@ __all__ = ["DEFAULT_DATABASE_URL", "Settings", "zone_or_error"]
 #: The largest message (key, value and headers, in bytes) the projector accepts as an
 #: event: 1 MiB, Kafka's own default limit on a record batch. A larger one is a dead
 #: letter (MESSAGE_TOO_LARGE), its bytes kept; it is never parsed, stored in the
-#: history or served (projector/store/base.py).
+#: history or served (projector/batch.py).
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 
 # What Kafka accepts as a group.instance.id (as kafka-python checks it).
@@ -56,7 +56,7 @@ class Settings:
     idle_in_transaction_timeout_ms: int = 10000
     statement_timeout_ms: int = 60000
     # The largest message (key + value + headers) projected as an event; a larger one is
-    # a dead letter MESSAGE_TOO_LARGE, its bytes kept (projector/store/base.py).
+    # a dead letter MESSAGE_TOO_LARGE, its bytes kept (projector/batch.py).
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
     @classmethod

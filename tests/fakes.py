@@ -10,11 +10,12 @@ tests against it and against SQLite and PostgreSQL, so it cannot drift.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
+from projector.batch import PreparedBatch
 from projector.errors import Fenced, GenerationChanged, StoreUnavailable
 from projector.sources.base import SourceMessage, TopicPartition
-from projector.store import BatchResult, Claim, PreparedBatch, ReadModelStore
+from projector.store import BatchResult, Claim, ReadModelStore
 
 
 class FakeStore(ReadModelStore):
@@ -43,18 +44,15 @@ class FakeStore(ReadModelStore):
         return Claim(self.epoch[generation, tp], self.next[generation, tp],
                      self.counted_to[generation, tp])
 
-    def prepare(self, messages: Sequence[SourceMessage]) -> PreparedBatch:
-        return PreparedBatch(messages, [], [])
-
     def apply_batch(
         self,
         generation: int,
-        batch: PreparedBatch | Sequence[SourceMessage],
+        batch: PreparedBatch,
         claims: Mapping[TopicPartition, Claim],
         *,
         require_status: str = "active",
     ) -> BatchResult:
-        messages = batch.messages if isinstance(batch, PreparedBatch) else batch
+        messages = batch.messages
         self.calls.append("apply")
         if self.batch_failures:
             self.batch_failures -= 1

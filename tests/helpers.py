@@ -18,6 +18,8 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
+from projector.batch import BatchParser, PreparedBatch
+from projector.sources.base import SourceMessage
 from schema.db import make_engine
 from schema.events import Event, EventParseError, parse_message
 from schema.fold import fold
@@ -72,6 +74,11 @@ def make_event(
         body["sequence"] = sequence
     body.update(extra)
     return body
+
+
+def prepared(messages: Sequence[SourceMessage], parser: BatchParser | None = None) -> PreparedBatch:
+    """A batch parsed as the projector loop parses it, for a store's ``apply_batch``."""
+    return (parser or BatchParser())(messages)
 
 
 def encode(obj: dict[str, Any]) -> bytes:

@@ -1,4 +1,4 @@
-"""What every rebuild mode works on, opened once: settings, the read model, who we are.
+"""What every rebuild mode works on, opened once: settings, the read model's ports, who we are.
 
 Each mode (``new_generation``, ``from_history``, ``in_place``, ``verify``) is a
 function of one ``RebuildContext`` and what is particular to it, so the shared
@@ -17,15 +17,22 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from projector import retention
-from projector.bootstrap import open_engine, open_reader, open_source, open_store
+from projector.batch import BatchParser
+from projector.bootstrap import (
+    open_engine,
+    open_generations,
+    open_parser,
+    open_reader,
+    open_source,
+    open_store,
+)
 from projector.errors import GenerationChanged, RebuildError
 from projector.loop import Mode, ProgressHook, Projector
 from projector.runtime import install_stop_signals, owner_name
 from projector.settings import Settings
 from projector.sources.base import EventSource, TopicPartition
 from projector.spec import OffsetSpec, resolve
-from projector.store import ReadModelStore, generations
-from projector.store.retention import served_before_start_of_active
+from projector.store import GenerationLifecycle, ReadModelStore
 
 log = logging.getLogger("projector.rebuild")
 
@@ -35,17 +42,24 @@ HEARTBEAT_EVERY = 5.0
 
 @dataclass(frozen=True)
 class RebuildContext:
-    """The settings, the read model's engine and store, and this process as their owner."""
+    """The settings, the read model's store and generations, and this process as their owner."""
 
     settings: Settings
-    engine: Engine
     store: ReadModelStore
+    generations: GenerationLifecycle
+    parser: BatchParser
     owner: str
 
     @classmethod
     def open(cls, settings: Settings) -> RebuildContext:
         engine = open_engine(settings)
-        return cls(settings, engine, open_store(settings, engine), owner_name())
+        return cls(
+            settings,
+            open_store(settings, engine),
+            open_generations(engine),
+            open_parser(settings),
+            owner_name(),
+        )
 
     def assigned_source(self) -> tuple[EventSource, list[TopicPartition]]:
         """The source without a consumer group, assigned every partition."""
@@ -63,7 +77,7 @@ class RebuildContext:
         return open_reader(self.settings)
 
     def heartbeat(self, generation: int) -> Heartbeat:
-        return Heartbeat(self.engine, generation, self.owner)
+        return Heartbeat(self.generations, generation, self.owner)
 
     def projector(self, source: EventSource, mode: Mode, progress: ProgressHook) -> Projector:
         """A projector replaying ``source`` into ``mode``'s generation; a signal stops it."""
@@ -71,6 +85,7 @@ class RebuildContext:
             source,
             self.store,
             mode,
+            parser=self.parser,
             batch_size=self.settings.batch_size,
             batch_max_wait_ms=self.settings.batch_max_wait_ms,
             progress=progress,
@@ -84,7 +99,7 @@ class RebuildContext:
     ) -> None:
         """Refuse a rebuild from the topic that would drop served events (see ``retention``)."""
         begins = source.beginning_offsets(partitions)
-        current, served = served_before_start_of_active(self.engine, begins)
+        current, served = self.generations.served_before_start(begins)
         gone = retention.Gone.of(current, served)
         retention.check(gone, allow_loss=allow_loss)
         if gone.total:
@@ -94,14 +109,14 @@ class RebuildContext:
 class Heartbeat:
     """Called at the projector's progress pace; writes a heartbeat every ``HEARTBEAT_EVERY``."""
 
-    def __init__(self, engine: Engine, generation: int, owner: str) -> None:
-        self.engine, self.generation, self.owner = engine, generation, owner
+    def __init__(self, generations: GenerationLifecycle, generation: int, owner: str) -> None:
+        self.generations, self.generation, self.owner = generations, generation, owner
         self._last = time.monotonic()
 
     def __call__(self) -> None:
         if time.monotonic() - self._last >= HEARTBEAT_EVERY:
             self._last = time.monotonic()
-            generations.heartbeat(self.engine, self.generation, self.owner)
+            self.generations.heartbeat(self.generation, self.owner)
 
 
 def start_offsets(

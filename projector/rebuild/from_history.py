@@ -13,7 +13,6 @@ interrupted one resumes the same way (``new_generation.resume``).
 from __future__ import annotations
 
 import logging
-from functools import partial
 
 from projector.loop import Mode, Totals
 from projector.progress import Progress, Summary
@@ -21,8 +20,6 @@ from projector.rebuild.context import RebuildContext, catch_up
 from projector.rebuild.switch import Build, retire
 from projector.sources.base import TopicPartition
 from projector.sources.history import HistorySource
-from projector.store import generations
-from projector.store.history import history_page
 from schema.lifecycle import GenerationPurpose
 
 log = logging.getLogger("projector.rebuild")
@@ -33,8 +30,8 @@ HISTORY_SPEC = "history"
 
 def from_history(ctx: RebuildContext, *, keep_old: bool) -> Summary:
     """Build a new generation from the served one's history, catch up, switch, retire."""
-    new, old = generations.create(
-        ctx.engine, purpose=GenerationPurpose.REBUILD, from_spec=HISTORY_SPEC, owner=ctx.owner
+    new, old = ctx.generations.create(
+        purpose=GenerationPurpose.REBUILD, from_spec=HISTORY_SPEC, owner=ctx.owner
     )
     log.info("building generation %s from the history of generation %s", new, old)
     build = Build(ctx, new, old, Summary("rebuild", "from-history", HISTORY_SPEC, new, old))
@@ -79,7 +76,7 @@ def _replay_history(build: Build) -> Totals:
     if missing:
         ctx.store.set_offsets(new, missing)
         starts.update(missing)
-    source = HistorySource(ends, partial(history_page, ctx.engine, old))
+    source = HistorySource(ends, ctx.generations.history_pages(old))
     source.assign(list(ends))
     targets = {tp: max(end, starts.get(tp, 0)) for tp, end in ends.items()}
     with Progress("from-history", starts, also=ctx.heartbeat(new)) as progress:

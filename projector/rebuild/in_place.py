@@ -29,7 +29,6 @@ from projector.loop import Mode
 from projector.progress import Progress, Summary
 from projector.rebuild.context import RebuildContext, catch_up, start_offsets
 from projector.spec import OffsetSpec
-from projector.store import generations
 
 log = logging.getLogger("projector.rebuild")
 
@@ -40,7 +39,7 @@ STALL_AFTER = 30.0
 
 def in_place(ctx: RebuildContext, spec: OffsetSpec, *, allow_loss: bool = False) -> Summary:
     store = ctx.store
-    generation = generations.mark_in_place(ctx.engine, ctx.owner, spec.text)
+    generation = ctx.generations.mark_in_place(ctx.owner, spec.text)
     summary = Summary("rebuild", "in-place", spec.text, generation)
     try:
         source, partitions = ctx.assigned_source()
@@ -72,5 +71,5 @@ def in_place(ctx: RebuildContext, spec: OffsetSpec, *, allow_loss: bool = False)
         summary.take(projector.totals)
         summary.refolded = store.refold(generation, touched | lost)
     finally:
-        generations.release(ctx.engine, generation, ctx.owner, clear_owner=True)
+        ctx.generations.release(generation, ctx.owner, clear_owner=True)
     return summary

@@ -20,7 +20,7 @@ from projector.rebuild.from_history import HISTORY_SPEC, continue_from_history
 from projector.rebuild.switch import Build, retire
 from projector.sources.base import EventSource, TopicPartition
 from projector.spec import OffsetSpec, parse_spec
-from projector.store import generations
+from projector.store.generations import refuse_running
 from schema.lifecycle import GenerationPurpose, GenerationStatus
 
 log = logging.getLogger("projector.rebuild")
@@ -40,8 +40,8 @@ def new_generation(
         starts = start_offsets(source, partitions, spec)
         if not allow_empty:
             _refuse_empty(ctx, source, partitions, starts, spec)
-        new, old = generations.create(
-            ctx.engine, purpose=GenerationPurpose.REBUILD, from_spec=spec.text, owner=ctx.owner
+        new, old = ctx.generations.create(
+            purpose=GenerationPurpose.REBUILD, from_spec=spec.text, owner=ctx.owner
         )
         log.info("building generation %s from %s while generation %s serves", new, spec.text, old)
         build = Build(ctx, new, old, Summary("rebuild", "new-generation", spec.text, new, old))
@@ -59,17 +59,17 @@ def new_generation(
 
 def resume(ctx: RebuildContext, *, keep_old: bool) -> Summary:
     """Continue an interrupted rebuild from its stored offsets (or its history)."""
-    found = generations.running_build(ctx.engine)
+    found = ctx.generations.running_build()
     if (
         found is None
         or found.status != GenerationStatus.BUILDING
         or found.purpose != GenerationPurpose.REBUILD
     ):
         raise RebuildError("there is no interrupted rebuild to resume")
-    generations.take_over(ctx.engine, found.generation, ctx.owner)
+    ctx.generations.take_over(found.generation, ctx.owner)
     spec_text = found.from_spec or "earliest"
     if spec_text == HISTORY_SPEC:
-        old = generations.active_number(ctx.engine)
+        old = ctx.generations.active_number()
         log.info("resuming generation %s from the history of generation %s", found.generation, old)
         summary = Summary("rebuild", "resume", spec_text, found.generation, old)
         continue_from_history(Build(ctx, found.generation, old, summary))
@@ -83,7 +83,7 @@ def resume(ctx: RebuildContext, *, keep_old: bool) -> Summary:
             starts = start_offsets(source, partitions, parse_spec(spec_text))
             ctx.store.set_offsets(found.generation, {tp: starts[tp] for tp in missing})
             stored.update({tp: starts[tp] for tp in missing})
-        old = generations.active_number(ctx.engine)
+        old = ctx.generations.active_number()
         log.info(
             "resuming generation %s (from %s) at its stored offsets", found.generation, spec_text
         )
@@ -97,14 +97,14 @@ def resume(ctx: RebuildContext, *, keep_old: bool) -> Summary:
 
 def discard(ctx: RebuildContext) -> Summary:
     """Give an interrupted rebuild up: its generation and everything it wrote go."""
-    found = generations.running_build(ctx.engine)
+    found = ctx.generations.running_build()
     if found is None or found.status != GenerationStatus.BUILDING:
         raise RebuildError("there is no interrupted rebuild to discard")
     if found.alive:
-        raise generations.refuse_running(found)
-    generations.discard(ctx.engine, found.generation)
+        raise refuse_running(found)
+    ctx.generations.discard(found.generation)
     log.info("discarded generation %s (%s)", found.generation, found.describe())
-    current = generations.active_number(ctx.engine)
+    current = ctx.generations.active_number()
     return Summary("rebuild", "discard", found.from_spec or "earliest", found.generation, current)
 
 
@@ -119,7 +119,7 @@ def _refuse_empty(
     ends = source.end_offsets(partitions)
     if any(starts[tp] < ends.get(tp, 0) for tp in partitions):
         return
-    current, held = generations.events_held(ctx.engine)
+    current, held = ctx.generations.events_held()
     if held:
         raise RebuildError(
             f"--from-offset {spec.text} leaves nothing to replay: the new generation would be"

@@ -3,7 +3,7 @@
 Until the switch the active generation is never written by a rebuild, so a failed or
 killed one leaves it serving, untouched; the building generation keeps its offsets
 and is resumed (``--resume``) or dropped (``--discard``). The switch is one
-transaction (``generations.switch``) that checks, under lock, that the new
+transaction (``GenerationLifecycle.switch``) that checks, under lock, that the new
 generation stands at least where the active one stands on every partition.
 """
 
@@ -18,7 +18,6 @@ from projector.loop import Mode, Totals
 from projector.progress import Progress, Summary
 from projector.rebuild.context import RebuildContext, catch_up
 from projector.sources.base import EventSource, TopicPartition
-from projector.store import generations
 from projector.store.generations import NotCaughtUp
 
 log = logging.getLogger("projector.rebuild")
@@ -41,7 +40,7 @@ class Build:
 
     def release(self) -> None:
         """Give the building generation up to a later ``--resume``: its offsets stay."""
-        generations.release(self.ctx.engine, self.new, self.ctx.owner)
+        self.ctx.generations.release(self.new, self.ctx.owner)
 
     def replay_and_switch(
         self,
@@ -67,7 +66,7 @@ class Build:
                     targets = {tp: max(ends.get(tp, 0), targets.get(tp, 0)) for tp in partitions}
                     catch_up(projector, targets, "rebuild", new)
                     try:
-                        generations.switch(ctx.engine, old, new, ctx.owner)
+                        ctx.generations.switch(old, new, ctx.owner)
                         break
                     except NotCaughtUp as exc:
                         targets.update(exc.behind)  # the live projector moved on meanwhile
@@ -94,5 +93,5 @@ def retire(ctx: RebuildContext, summary: Summary, keep_old: bool) -> None:
         # A query that read the old generation number just before the switch is
         # still reading its rows: give such requests time to finish first.
         time.sleep(RETIRE_GRACE_SECONDS)
-        gone = generations.drop_rows(ctx.engine, summary.previous_generation)
+        gone = ctx.generations.drop_rows(summary.previous_generation)
         log.info("deleted %s rows of generation %s", gone, summary.previous_generation)

@@ -19,7 +19,7 @@ from projector.rebuild.context import RebuildContext, catch_up, start_offsets
 from projector.rebuild.requests import VerifyRequest
 from projector.settings import Settings
 from projector.sources.base import TopicPartition
-from projector.store import ReadModelStore, generations
+from projector.store import ReadModelStore
 from projector.store.verify import diff_generations
 from schema.lifecycle import GenerationPurpose
 
@@ -38,8 +38,8 @@ def run_verify(settings: Settings, request: VerifyRequest) -> Summary:
     scratch: int | None = None
     try:
         starts = start_offsets(source, partitions, spec)
-        scratch, live = generations.create(
-            ctx.engine, purpose=GenerationPurpose.VERIFY, from_spec=spec.text, owner=ctx.owner
+        scratch, live = ctx.generations.create(
+            purpose=GenerationPurpose.VERIFY, from_spec=spec.text, owner=ctx.owner
         )
         summary = Summary("verify", "verify", spec.text, scratch, live)
         limits = _live_limits(store, live, partitions, starts)
@@ -64,7 +64,7 @@ def run_verify(settings: Settings, request: VerifyRequest) -> Summary:
         source.close()
         reader.dispose()
         if scratch is not None:
-            generations.forget(ctx.engine, scratch)
+            ctx.generations.forget(scratch)
     return summary
 
 

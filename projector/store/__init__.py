@@ -1,8 +1,11 @@
-"""The read model as the projector sees it: the ``ReadModelStore`` port and its SQL adapter.
+"""The read model as the projector sees it: the ports, cut by caller, and their SQL adapters.
 
-- ``base``: the port (``ReadModelStore``), claims, batch results, batch parsing.
+- ``base``: the ports (``ProjectionStore`` for the loop, ``RepairStore``,
+  ``GenerationLifecycle``; ``ReadModelStore`` a rebuild's), claims, batch results.
 - ``sql``: ``SqlStore``, the transaction of a batch (fence, dead letters, history,
   rows, notification) on SQLite or PostgreSQL.
+- ``generations``: the lifecycle's statements; ``lifecycle``: ``SqlGenerations``, the
+  ``GenerationLifecycle`` adapter over them.
 - ``pg`` / ``sqlite``: each dialect's fixed statements for the tables.
 - ``rows``: a history row as the writers send it, JSON as text (``schema.rows``
   says which column holds which field).
@@ -11,7 +14,14 @@
 
 from __future__ import annotations
 
-from projector.store.base import BatchResult, Claim, PreparedBatch, ReadModelStore, prepare_batch
+from projector.store.base import (
+    BatchResult,
+    Claim,
+    GenerationLifecycle,
+    ProjectionStore,
+    ReadModelStore,
+    RepairStore,
+)
 from projector.store.sql import SqlStore, deliveries_since
 from schema.notify import NOTIFY_CHANNEL
 
@@ -19,9 +29,10 @@ __all__ = [
     "NOTIFY_CHANNEL",
     "BatchResult",
     "Claim",
-    "PreparedBatch",
+    "GenerationLifecycle",
+    "ProjectionStore",
     "ReadModelStore",
+    "RepairStore",
     "SqlStore",
     "deliveries_since",
-    "prepare_batch",
 ]

@@ -1,20 +1,33 @@
-"""What the projector loop, rebuild and verify need from the read model: one narrow interface.
+"""What the read model's callers need from it, one protocol per caller.
 
-``ReadModelStore`` is the port; ``SqlStore`` (``projector.store.sql``) is the
-adapter for SQLite and PostgreSQL, and the loop's unit tests use an in-memory
-fake of the same protocol.
+As pyeventsourcing nests its recorders, the port is cut by who calls it:
+
+- ``ProjectionStore``: the projector loop (claim a partition, apply a prepared batch,
+  advance over offsets without messages, read offsets and epochs).
+- ``RepairStore``: repair (set a generation's offsets, refold deliveries from their
+  history, find what a replay touched, apply a replayed dead letter).
+- ``GenerationLifecycle``: a rebuild's generation (create, take over, switch,
+  heartbeat, release, discard, forget, drop its rows), and what a rebuild reads of
+  the served generation (its history, the events the topic no longer holds).
+- ``ReadModelStore``: both the loop's and repair's, what a rebuild replays through.
+
+``SqlStore`` (``projector.store.sql``) implements the first two and ``SqlGenerations``
+(``projector.store.lifecycle``) the third, on SQLite and PostgreSQL; the loop's unit
+tests use an in-memory fake of ``ReadModelStore``. Each caller is typed by the
+narrowest protocol it uses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import tzinfo
 from typing import Protocol
 
-from projector.settings import DEFAULT_MAX_MESSAGE_BYTES
+from projector.batch import PreparedBatch
 from projector.sources.base import SourceMessage, TopicPartition
-from schema.events import ErrorCode, Event, EventParseError, parse_message
+from projector.sources.history import PageReader
+from projector.store.generations import GenerationRecord
+from schema.events import Event
 from schema.lifecycle import GenerationStatus
 
 
@@ -44,32 +57,17 @@ class BatchResult:
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class PreparedBatch:
-    """A batch parsed and ready to write: no database was needed to get here.
-
-    Parsing is the CPU-heavy half of a batch; keeping it apart lets the loop parse
-    the next batch while the database writes this one.
-    """
-
-    messages: Sequence[SourceMessage]
-    events: Sequence[tuple[Event, SourceMessage]]
-    dead: Sequence[tuple[SourceMessage, EventParseError]]
-
-
-class ReadModelStore(Protocol):
-    """What the projector loop, rebuild and verify need from the read model."""
+class ProjectionStore(Protocol):
+    """What the projector loop needs: claims, batches, offsets."""
 
     def active_generation(self) -> int: ...
 
     def claim(self, generation: int, tp: TopicPartition) -> Claim: ...
 
-    def prepare(self, messages: Sequence[SourceMessage]) -> PreparedBatch: ...
-
     def apply_batch(
         self,
         generation: int,
-        batch: PreparedBatch | Sequence[SourceMessage],
+        batch: PreparedBatch,
         claims: Mapping[TopicPartition, Claim],
         *,
         require_status: str = GenerationStatus.ACTIVE,
@@ -77,7 +75,6 @@ class ReadModelStore(Protocol):
         """Apply one batch in one transaction; raises ``Fenced`` or ``GenerationChanged``.
 
         The batch must continue each partition exactly at its claim's offset.
-        Plain messages are prepared first.
         """
         ...
 
@@ -95,6 +92,10 @@ class ReadModelStore(Protocol):
         require_status: str = GenerationStatus.ACTIVE,
     ) -> None: ...
 
+
+class RepairStore(Protocol):
+    """What repair needs: move offsets, refold from the history, replay a dead letter."""
+
     def set_offsets(self, generation: int, offsets: Mapping[TopicPartition, int]) -> None: ...
 
     def refold(
@@ -111,43 +112,46 @@ class ReadModelStore(Protocol):
 
     def deliveries_without_row(self, generation: int) -> set[str]: ...
 
-
-def message_size(message: SourceMessage) -> int:
-    """The bytes a message carries: key, value, header keys and values."""
-    size = len(message.key or b"") + len(message.value or b"")
-    for key, value in message.headers:
-        size += len(key.encode("utf-8", errors="surrogatepass")) + len(value or b"")
-    return size
+    def apply_replayed(
+        self, generation: int, message: SourceMessage, event: Event, dead_letter_id: int
+    ) -> BatchResult:
+        """A dead letter that now parses, applied and marked replayed in one transaction."""
+        ...
 
 
-def parse_source_message(
-    message: SourceMessage, source_tz: tzinfo, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-) -> Event:
-    """The message's event, or ``EventParseError`` (also when it is over ``max_bytes``)."""
-    if max_bytes > 0:
-        size = message_size(message)
-        if size > max_bytes:
-            raise EventParseError(
-                ErrorCode.MESSAGE_TOO_LARGE,
-                f"the message is {size} bytes, over the {max_bytes} bytes the projector "
-                "accepts (PROJECTOR_MAX_MESSAGE_BYTES)",
-            )
-    return parse_message(message.value, message.key, message.headers, source_tz)
+class ReadModelStore(ProjectionStore, RepairStore, Protocol):
+    """What a rebuild replays through: the loop's port and repair's."""
 
 
-def prepare_batch(
-    messages: Sequence[SourceMessage],
-    source_tz: tzinfo,
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-) -> PreparedBatch:
-    """Parse every message of a batch; the unparseable ones become dead letters."""
-    events: list[tuple[Event, SourceMessage]] = []
-    dead: list[tuple[SourceMessage, EventParseError]] = []
-    for message in messages:
-        try:
-            event = parse_source_message(message, source_tz, max_message_bytes)
-        except EventParseError as exc:
-            dead.append((message, exc))
-            continue
-        events.append((event, message))
-    return PreparedBatch(messages, events, dead)
+class GenerationLifecycle(Protocol):
+    """What a rebuild or verify needs of the generations table."""
+
+    def active_number(self) -> int: ...
+
+    def running_build(self) -> GenerationRecord | None: ...
+
+    def events_held(self) -> tuple[int, int]: ...
+
+    def create(self, *, purpose: str, from_spec: str, owner: str) -> tuple[int, int]: ...
+
+    def take_over(self, generation: int, owner: str) -> None: ...
+
+    def mark_in_place(self, owner: str, spec: str) -> int: ...
+
+    def heartbeat(self, generation: int, owner: str) -> None: ...
+
+    def release(self, generation: int, owner: str, *, clear_owner: bool = False) -> None: ...
+
+    def switch(self, old: int, new: int, owner: str) -> None: ...
+
+    def discard(self, generation: int) -> None: ...
+
+    def forget(self, generation: int) -> None: ...
+
+    def drop_rows(self, generation: int) -> int: ...
+
+    def history_pages(self, generation: int) -> PageReader: ...
+
+    def served_before_start(
+        self, starts: Mapping[TopicPartition, int]
+    ) -> tuple[int, dict[TopicPartition, int]]: ...

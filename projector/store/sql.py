@@ -6,34 +6,28 @@ this process still owns every partition in it (its ``owner_epoch`` is current)
 and the generation it writes is still the one it was started for. Anything less
 is rolled back whole, so a crash or a lost partition never leaves half a batch.
 
-The parts: ``prepare_batch`` parses (no database); the fence (``_move``) and the
-generation check guard the transaction; ``fold_batch`` (pure) decides each
-row; ``PgTables``/``SqliteTables`` hold each dialect's fixed statements behind
-the ``DialectTables`` protocol.
+The batch comes parsed (``projector.batch``: the loop parses, no database needed);
+the fence (``_move``) and the generation check guard the transaction;
+``fold_batch`` (pure) decides each row; ``PgTables``/``SqliteTables`` hold each
+dialect's fixed statements behind the ``DialectTables`` protocol.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, tzinfo
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from projector.batch import PreparedBatch
 from projector.errors import Fenced, GenerationChanged, Stalled, StoreUnavailable
 from projector.runtime import now, owner_name
-from projector.settings import DEFAULT_MAX_MESSAGE_BYTES
 from projector.sources.base import SourceMessage, TopicPartition
 from projector.stall import StallWatch
-from projector.store.base import (
-    BatchResult,
-    Claim,
-    PreparedBatch,
-    prepare_batch,
-)
+from projector.store.base import BatchResult, Claim
 from projector.store.failures import first_line, is_database_error, is_retryable, is_stalled
 from projector.store.headers import headers_to_db
 from projector.store.pg import PgTables
@@ -56,17 +50,10 @@ log = logging.getLogger(__name__)
 
 
 class SqlStore:
-    def __init__(
-        self,
-        engine: Engine,
-        source_tz: tzinfo = UTC,
-        *,
-        stall_watch: StallWatch | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    ) -> None:
+    """``ProjectionStore`` and ``RepairStore`` (``projector.store.base``) on one engine."""
+
+    def __init__(self, engine: Engine, *, stall_watch: StallWatch | None = None) -> None:
         self.engine = engine
-        self.source_tz = source_tz
-        self.max_message_bytes = max_message_bytes
         # With a watch, a lost connection after the process stood still inside the
         # transaction is ``Stalled``, not an outage to retry (projector/stall.py).
         self.stall_watch = stall_watch
@@ -203,14 +190,10 @@ class SqlStore:
                     )
 
     # -- the batch --------------------------------------------------------------
-    def prepare(self, messages: Sequence[SourceMessage]) -> PreparedBatch:
-        """Parse a batch (no database): events, and the messages that are dead letters."""
-        return prepare_batch(messages, self.source_tz, self.max_message_bytes)
-
     def apply_batch(
         self,
         generation: int,
-        batch: PreparedBatch | Sequence[SourceMessage],
+        prepared: PreparedBatch,
         claims: Mapping[TopicPartition, Claim],
         *,
         require_status: str = GenerationStatus.ACTIVE,
@@ -219,7 +202,6 @@ class SqlStore:
 
         The batch must continue each partition exactly at its claim's offset.
         """
-        prepared = batch if isinstance(batch, PreparedBatch) else self.prepare(batch)
         result = BatchResult(messages=len(prepared.messages))
         ends: dict[TopicPartition, int] = {}
         read: dict[TopicPartition, int] = dict.fromkeys(claims, 0)

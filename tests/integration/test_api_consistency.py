@@ -10,7 +10,7 @@ from projector.sources.base import SourceMessage, TopicPartition
 from projector.store import Claim, SqlStore
 from schema.db import make_engine
 from tests.api_support import client_for, data_of, gql, settings_for
-from tests.helpers import encode, make_event
+from tests.helpers import encode, make_event, prepared
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def test_a_response_never_mixes_two_moments_of_the_read_model(migrated_url: str)
                       make_event("DeliveryCreated", f"D-x{n:04d}", "2026-11-25T09:00:00Z",
                                  event_id=f"x-{n:04d}")]
             messages = [SourceMessage(tp.topic, 0, 2 * n + i, None, encode(e)) for i, e in enumerate(events)]
-            store.apply_batch(1, messages, {tp: claim})
+            store.apply_batch(1, prepared(messages), {tp: claim})
             claim = Claim(claim.epoch, 2 * n + 2)
             written.append(n)
 

@@ -15,7 +15,7 @@ from projector.sources.base import SourceMessage, TopicPartition
 from projector.store import SqlStore
 from schema.db import make_engine, migrate
 from tests.api_support import BACKENDS, client_for, data_of, error_messages, gql, settings_for
-from tests.helpers import create_pg_database, make_event
+from tests.helpers import create_pg_database, make_event, prepared
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ def big_read_model(request: pytest.FixtureRequest, tmp_path: object) -> Iterator
                                event_id=f"e-{partition}")
             message = SourceMessage(TOPIC, partition, offset, f"D-{partition}".encode(),
                                     json.dumps(event).encode())
-            result = store.apply_batch(generation, [message], {tp: claim})
+            result = store.apply_batch(generation, prepared([message]), {tp: claim})
             assert result.applied == 1
     finally:
         engine.dispose()

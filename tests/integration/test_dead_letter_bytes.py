@@ -15,6 +15,7 @@ from projector.store import SqlStore
 from projector.store.headers import headers_from_db
 from schema.db import _alembic_config, make_engine, migrate
 from schema.tables import dead_letters
+from tests.helpers import prepared
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,7 @@ def store(migrated_url: str) -> Any:
 def test_a_dead_letters_headers_come_back_byte_for_byte(store: SqlStore) -> None:
     message = SourceMessage(TP.topic, TP.partition, 0, b"\x00key\xff", b"not json \xff",
                             HEADERS)
-    result = store.apply_batch(1, [message], {TP: store.claim(1, TP)})
+    result = store.apply_batch(1, prepared([message]), {TP: store.claim(1, TP)})
     assert result.dead_letters == 1
     with store.engine.connect() as conn:
         row = conn.execute(select(dead_letters)).one()
@@ -56,7 +57,7 @@ def test_the_replay_parses_the_headers_as_received(store: SqlStore) -> None:
     headers = (("id", "e-\u00e9".encode()), ("eventType", b"DeliveryCreated"),
                ("junk", b"\xff\x00"))
     bad = SourceMessage(TP.topic, TP.partition, 0, b"D-1", b"{", headers)
-    store.apply_batch(1, [bad], {TP: store.claim(1, TP)})
+    store.apply_batch(1, prepared([bad]), {TP: store.claim(1, TP)})
     with store.engine.connect() as conn:
         row = conn.execute(select(dead_letters)).one()
     from schema.events import parse_message

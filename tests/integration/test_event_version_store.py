@@ -14,7 +14,7 @@ from projector.sources.base import SourceMessage, TopicPartition
 from projector.store import SqlStore
 from schema.db import make_engine
 from schema.tables import delivery_events, metadata
-from tests.helpers import encode, make_event
+from tests.helpers import encode, make_event, prepared
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,7 @@ def test_the_history_stores_the_version_as_received(store: SqlStore) -> None:
     messages.append(SourceMessage(TP.topic, 0, 3, b"D-1", encode(make_event(
         "DeliveryTeleported", event_id="d")), (("eventVersion", b"3"),)))
     claim = store.claim(1, TP)
-    store.apply_batch(1, messages, {TP: claim})
+    store.apply_batch(1, prepared(messages), {TP: claim})
     with store.engine.connect() as conn:
         kept = {r.event_id: (r.event_version, r.known)
                 for r in conn.execute(select(delivery_events))}

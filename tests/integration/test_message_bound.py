@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from projector.batch import BatchParser, message_size, parse_source_message
 from projector.settings import DEFAULT_MAX_MESSAGE_BYTES, Settings
 from projector.sources.base import SourceMessage, TopicPartition
 from projector.store import SqlStore
-from projector.store.base import message_size, parse_source_message
 from schema.db import make_engine
 from schema.events import ErrorCode, EventParseError
 from schema.tables import dead_letters, delivery_events
-from tests.helpers import make_event
+from tests.helpers import make_event, prepared
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def _message(offset: int, data_bytes: int, event_id: str) -> SourceMessage:
 @pytest.fixture
 def store(migrated_url: str) -> Any:
     engine = make_engine(migrated_url)
-    yield SqlStore(engine, max_message_bytes=4096)
+    yield SqlStore(engine)
     engine.dispose()
 
 
@@ -41,7 +41,7 @@ def test_a_message_over_the_bound_is_a_dead_letter_kept_whole(store: SqlStore) -
     fits = _message(0, 3000, "small")
     large = _message(1, 5000, "large")
     assert message_size(fits) <= 4096 < message_size(large)
-    result = store.apply_batch(1, [fits, large], {TP: store.claim(1, TP)})
+    result = store.apply_batch(1, prepared([fits, large], BatchParser(max_message_bytes=4096)), {TP: store.claim(1, TP)})
     assert (result.applied, result.dead_letters) == (1, 1)
     with store.engine.connect() as conn:
         letter = conn.execute(select(dead_letters)).one()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from projector.batch import BatchParser
 from projector.errors import Fenced, GenerationChanged
 from projector.sources.base import SourceMessage, TopicPartition
 from projector.store import NOTIFY_CHANNEL, Claim, SqlStore
@@ -16,7 +17,7 @@ from schema.events import parse_message
 from schema.fold import fold
 from schema.rows import delivery_to_db
 from schema.tables import dead_letters, delivery_events, generations, projection_offsets
-from tests.helpers import encode, make_event, table_rows
+from tests.helpers import encode, make_event, prepared, table_rows
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ def test_a_batch_commits_offsets_history_rows_and_dead_letters_together(store: S
         make_event("DeliveryRiderAssigned", at="2026-11-25T10:05:00Z", event_id="b",
                    data={"riderId": "R-other"}),  # same id again: the first copy wins
     ]
-    result = store.apply_batch(1, _messages(events), {TP: claim})
+    result = store.apply_batch(1, prepared(_messages(events)), {TP: claim})
     assert (result.applied, result.duplicates, result.dead_letters) == (2, 1, 1)
     assert store.offsets(1) == {TP: 4}
     rows = table_rows(migrated_url)
@@ -66,8 +67,8 @@ def test_a_late_event_refolds_the_delivery_from_its_history(store: SqlStore, mig
         make_event("DeliveryCreated", at="2026-11-25T10:00:00Z", event_id="a"),
         make_event("DeliveryRiderAssigned", at="2026-11-25T10:10:00Z", event_id="b"),
     ]
-    store.apply_batch(1, _messages(first), {TP: claim})
-    result = store.apply_batch(1, _messages(late, start=1), {TP: store.claim(1, TP)})
+    store.apply_batch(1, prepared(_messages(first)), {TP: claim})
+    result = store.apply_batch(1, prepared(_messages(late, start=1)), {TP: store.claim(1, TP)})
     assert result.refolded == 1
     expected = fold(parse_message(encode(e)) for e in first + late)
     assert expected is not None
@@ -80,18 +81,18 @@ def test_a_consumer_whose_partition_was_claimed_again_is_fenced(store: SqlStore,
     new = store.claim(1, TP)  # another process took the partition over
     assert new.epoch > old.epoch
     with pytest.raises(Fenced):
-        store.apply_batch(1, _messages([make_event(event_id="a")]), {TP: old})
+        store.apply_batch(1, prepared(_messages([make_event(event_id="a")])), {TP: old})
     assert table_rows(migrated_url) == {}  # nothing of the fenced batch was written
     assert store.offsets(1) == {TP: 0}
-    store.apply_batch(1, _messages([make_event(event_id="a")]), {TP: new})
+    store.apply_batch(1, prepared(_messages([make_event(event_id="a")])), {TP: new})
     assert store.offsets(1) == {TP: 1}
 
 
 def test_a_batch_that_does_not_continue_the_stored_offset_is_refused(store: SqlStore) -> None:
     claim = store.claim(1, TP)
-    store.apply_batch(1, _messages([make_event(event_id="a")]), {TP: claim})
+    store.apply_batch(1, prepared(_messages([make_event(event_id="a")])), {TP: claim})
     with pytest.raises(Fenced):  # the claim still says offset 0: someone else moved on
-        store.apply_batch(1, _messages([make_event(event_id="b")], start=1), {TP: claim})
+        store.apply_batch(1, prepared(_messages([make_event(event_id="b")], start=1)), {TP: claim})
 
 
 def test_writing_into_a_generation_that_is_no_longer_active_is_refused(store: SqlStore, migrated_url: str) -> None:
@@ -99,7 +100,7 @@ def test_writing_into_a_generation_that_is_no_longer_active_is_refused(store: Sq
     with store.engine.begin() as conn:
         conn.execute(update(generations).values(status="retired"))
     with pytest.raises(GenerationChanged):
-        store.apply_batch(1, _messages([make_event(event_id="a")]), {TP: claim})
+        store.apply_batch(1, prepared(_messages([make_event(event_id="a")])), {TP: claim})
     assert table_rows(migrated_url) == {}
 
 
@@ -110,7 +111,7 @@ def test_unknown_event_types_are_kept_in_history_and_counted(store: SqlStore, mi
         make_event("DeliveryTeleported", at="2026-11-25T11:00:00Z", event_id="b", data={"to": "Mars"}),
         make_event("배차완료", at="2026-11-25T10:10:00Z", event_id="c", data={"riderId": "R-1"}),
     ]
-    store.apply_batch(1, _messages(events), {TP: claim})
+    store.apply_batch(1, prepared(_messages(events)), {TP: claim})
     row = table_rows(migrated_url)["D-1"]
     assert (row["state"], row["event_count"]) == ("ASSIGNED", 3)
     assert row["last_event_at"].isoformat() == "2026-11-25T11:00:00+00:00"
@@ -134,8 +135,8 @@ def test_postgresql_notifies_listeners_only_after_commit(pg_url: str) -> None:
         listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
         claim = store.claim(1, TP)
         with pytest.raises(Fenced):  # a refused batch must not notify
-            store.apply_batch(1, _messages([make_event(event_id="x")]), {TP: Claim(claim.epoch - 1, 0)})
-        store.apply_batch(1, _messages([make_event(event_id="a", delivery_id="D-1")]), {TP: claim})
+            store.apply_batch(1, prepared(_messages([make_event(event_id="x")])), {TP: Claim(claim.epoch - 1, 0)})
+        store.apply_batch(1, prepared(_messages([make_event(event_id="a", delivery_id="D-1")])), {TP: claim})
         received = list(listener.notifies(timeout=5, stop_after=1))
     engine.dispose()
     assert len(received) == 1
@@ -171,7 +172,7 @@ def test_two_writers_of_one_delivery_on_two_partitions_do_not_lose_events(migrat
         try:
             claim = store.claim(1, tp)
             for offset, event in enumerate(halves[partition]):
-                store.apply_batch(1, [SourceMessage(tp.topic, partition, offset, None, encode(event))],
+                store.apply_batch(1, prepared([SourceMessage(tp.topic, partition, offset, None, encode(event))]),
                                   {tp: claim})
                 claim = Claim(claim.epoch, offset + 1)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
@@ -198,9 +199,11 @@ def test_a_refold_keeps_the_eta_as_read_when_the_event_was_applied(migrated_url:
                          data={"orderId": "O", "shopId": "S", "estimatedDeliveryAt": "2026-11-25 12:00:00"})
     late = make_event("DeliveryNoted", at="2026-11-25T09:00:00Z", event_id="b")  # forces a refold
     utc_engine = make_engine(migrated_url)
-    SqlStore(utc_engine).apply_batch(1, _messages([created]), {TP: SqlStore(utc_engine).claim(1, TP)})
-    seoul = SqlStore(utc_engine, ZoneInfo("Asia/Seoul"))
-    result = seoul.apply_batch(1, _messages([late], start=1), {TP: seoul.claim(1, TP)})
+    SqlStore(utc_engine).apply_batch(1, prepared(_messages([created])), {TP: SqlStore(utc_engine).claim(1, TP)})
+    seoul = SqlStore(utc_engine)
+    in_seoul = BatchParser(ZoneInfo("Asia/Seoul"))
+    result = seoul.apply_batch(1, prepared(_messages([late], start=1), in_seoul),
+                               {TP: seoul.claim(1, TP)})
     utc_engine.dispose()
     assert result.refolded == 1
     row = table_rows(migrated_url)["D-1"]
@@ -251,7 +254,7 @@ def test_status_counts_add_up_and_an_in_place_replay_counts_nothing_twice(store:
     a = make_event("DeliveryCreated", at="2026-11-25T10:00:00Z", event_id="a")
     b = make_event("DeliveryRiderAssigned", at="2026-11-25T10:05:00Z", event_id="b")
     first = [a, b"not json", b, b, a]
-    result = store.apply_batch(1, _messages(first), {TP: store.claim(1, TP)})
+    result = store.apply_batch(1, prepared(_messages(first)), {TP: store.claim(1, TP)})
     assert (result.applied, result.duplicates, result.dead_letters) == (2, 2, 1)
     assert _counts(store) == (5, 2, 2, 1)
     # In place: the partition is read again from 0 (as `rebuild --in-place` sets it).
@@ -259,9 +262,9 @@ def test_status_counts_add_up_and_an_in_place_replay_counts_nothing_twice(store:
     claim = store.claim(1, TP)
     assert (claim.next_offset, claim.counted_to) == (0, 5)
     c = make_event("DeliveryPickedUp", at="2026-11-25T10:09:00Z", event_id="c")
-    store.apply_batch(1, _messages(first[:3]), {TP: claim})  # all read before
+    store.apply_batch(1, prepared(_messages(first[:3])), {TP: claim})  # all read before
     assert _counts(store) == (5, 2, 2, 1)
-    store.apply_batch(1, _messages([*first[3:], c, c, b"[]"], start=3),
+    store.apply_batch(1, prepared(_messages([*first[3:], c, c, b"[]"], start=3)),
                       {TP: Claim(claim.epoch, 3, claim.counted_to)})  # 3, 4 again; 5.. new
     assert _counts(store) == (8, 3, 3, 2)
     assert store.claim(1, TP).counted_to == 8
@@ -271,7 +274,7 @@ def test_a_replayed_dead_letter_whose_event_was_applied_counts_as_a_duplicate(
     store: SqlStore,
 ) -> None:
     a = make_event("DeliveryCreated", at="2026-11-25T10:00:00Z", event_id="a")
-    store.apply_batch(1, _messages([a, b"not json"]), {TP: store.claim(1, TP)})
+    store.apply_batch(1, prepared(_messages([a, b"not json"])), {TP: store.claim(1, TP)})
     assert _counts(store) == (2, 1, 0, 1)
     with store.engine.connect() as conn:
         dead = conn.execute(select(dead_letters)).one()

@@ -15,7 +15,7 @@ from projector.sources.base import SourceMessage, TopicPartition
 from projector.store import Claim, ReadModelStore, SqlStore
 from schema.db import make_engine, migrate
 from tests.fakes import FakeStore
-from tests.helpers import create_pg_database, encode, make_event
+from tests.helpers import create_pg_database, encode, make_event, prepared
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ def test_a_claim_starts_where_the_read_model_stands_and_bumps_the_epoch(
 
 def test_a_batch_moves_each_partition_to_after_its_last_message(store: ReadModelStore) -> None:
     claims = {P0: store.claim(1, P0), P1: store.claim(1, P1)}
-    result = store.apply_batch(1, batch(P0, 0, 3) + batch(P1, 0, 2), claims)
+    result = store.apply_batch(1, prepared(batch(P0, 0, 3) + batch(P1, 0, 2)), claims)
     assert result.messages == 5 and result.applied == 5
     assert result.next_offsets == {P0: 3, P1: 2}
     assert store.offsets(1) == {P0: 3, P1: 2}
@@ -78,19 +78,19 @@ def test_a_claim_that_another_consumer_replaced_is_fenced_and_changes_nothing(
     old = store.claim(1, P0)
     new = store.claim(1, P0)
     with pytest.raises(Fenced):
-        store.apply_batch(1, batch(P0, 0, 2), {P0: old})
+        store.apply_batch(1, prepared(batch(P0, 0, 2)), {P0: old})
     assert store.offsets(1) == {P0: 0}
-    store.apply_batch(1, batch(P0, 0, 2), {P0: new})
+    store.apply_batch(1, prepared(batch(P0, 0, 2)), {P0: new})
     assert store.offsets(1) == {P0: 2}
 
 
 def test_a_claim_whose_offset_moved_on_is_fenced(store: ReadModelStore) -> None:
     claim = store.claim(1, P0)
-    store.apply_batch(1, batch(P0, 0, 2), {P0: claim})
+    store.apply_batch(1, prepared(batch(P0, 0, 2)), {P0: claim})
     with pytest.raises(Fenced):  # the same claim again: its offset is no longer current
-        store.apply_batch(1, batch(P0, 2, 1), {P0: claim})
+        store.apply_batch(1, prepared(batch(P0, 2, 1)), {P0: claim})
     assert store.offsets(1) == {P0: 2}
-    store.apply_batch(1, batch(P0, 2, 1), {P0: Claim(claim.epoch, 2)})
+    store.apply_batch(1, prepared(batch(P0, 2, 1)), {P0: Claim(claim.epoch, 2)})
     assert store.offsets(1) == {P0: 3}
 
 
@@ -110,16 +110,16 @@ def test_set_offsets_moves_a_generation_and_fences_every_claim(store: ReadModelS
     store.set_offsets(1, {P0: 7, P1: 4})
     assert store.offsets(1) == {P0: 7, P1: 4}
     with pytest.raises(Fenced):
-        store.apply_batch(1, batch(P0, 7, 1), {P0: Claim(claim.epoch, 7)})
+        store.apply_batch(1, prepared(batch(P0, 7, 1)), {P0: Claim(claim.epoch, 7)})
     fresh = store.claim(1, P0)
     assert fresh.next_offset == 7
-    store.apply_batch(1, batch(P0, 7, 1), {P0: fresh})
+    store.apply_batch(1, prepared(batch(P0, 7, 1)), {P0: fresh})
     assert store.offsets(1)[P0] == 8
 
 
 def test_a_batch_for_a_generation_that_is_not_active_is_refused(store: ReadModelStore) -> None:
     with pytest.raises(GenerationChanged):
-        store.apply_batch(7, batch(P0, 0, 1), {P0: Claim(1, 0)})
+        store.apply_batch(7, prepared(batch(P0, 0, 1)), {P0: Claim(1, 0)})
 
 
 def test_a_claim_tells_up_to_where_messages_were_counted_and_a_reset_keeps_it(
@@ -129,10 +129,10 @@ def test_a_claim_tells_up_to_where_messages_were_counted_and_a_reset_keeps_it(
     (set_offsets back) reads them again without counting them twice."""
     claim = store.claim(1, P0)
     assert claim.counted_to == 0
-    store.apply_batch(1, batch(P0, 0, 3), {P0: claim})
+    store.apply_batch(1, prepared(batch(P0, 0, 3)), {P0: claim})
     assert store.claim(1, P0).counted_to == 3
     store.set_offsets(1, {P0: 1})
     again = store.claim(1, P0)
     assert (again.next_offset, again.counted_to) == (1, 3)
-    store.apply_batch(1, batch(P0, 1, 4), {P0: again})
+    store.apply_batch(1, prepared(batch(P0, 1, 4)), {P0: again})
     assert store.claim(1, P0).counted_to == 5

@@ -266,3 +266,14 @@ def test_the_rebuild_modes_run_on_their_context_and_speak_no_sql() -> None:
                                                              "projector.sources.kafka",
                                                              "projector.sources.file")]
     assert offenders == []
+
+
+def test_the_loop_depends_on_its_port_and_parses_its_own_batch() -> None:
+    """The loop sees the store through ``ProjectionStore`` (``projector.store.base``) only,
+    and parses with ``projector.batch``, which knows no store."""
+    graph = _graph()
+    assert {t for t in graph["projector.loop"] if t.startswith("projector.store")} == {
+        "projector.store.base"
+    }
+    assert "projector.batch" in graph["projector.loop"]
+    assert not any(t.startswith("projector.store") for t in graph["projector.batch"])

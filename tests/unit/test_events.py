@@ -721,10 +721,10 @@ def test_every_error_code_is_reachable() -> None:
         ErrorCode.INVALID_DATA_FIELD: encode(body(data={"orderId": "O", "shopId": 1})),
         ErrorCode.INVALID_VERSION: encode(body(eventVersion=0)),
     }
-    # The size bound is the projector's, before parsing (projector/store/base.py).
+    # The size bound is the projector's, before parsing (projector/batch.py).
+    from projector.batch import parse_source_message
     from projector.settings import Settings
     from projector.sources.base import SourceMessage
-    from projector.store.base import parse_source_message
 
     assert set(samples) | {ErrorCode.MESSAGE_TOO_LARGE} == set(ErrorCode)
     for code, raw in samples.items():

@@ -32,6 +32,7 @@ from tests.helpers import (
     expected_rows,
     history_ids,
     make_event,
+    prepared,
     table_rows,
     wait_until,
     write_jsonl,
@@ -415,7 +416,7 @@ def messages_of(values: Sequence[bytes], start: int = 0, key: bytes | None = Non
 def batch(store: SqlStore, msgs: list[SourceMessage]) -> BatchResult:
     claim = store.claim(1, msgs[0].tp)
     assert claim.next_offset == msgs[0].offset
-    return store.apply_batch(1, msgs, {msgs[0].tp: claim})
+    return store.apply_batch(1, prepared(msgs), {msgs[0].tp: claim})
 
 
 def test_sql_store_refolds_on_an_out_of_order_event(sqlite_url: str, sql_store: SqlStore) -> None:
@@ -499,9 +500,9 @@ def test_sql_store_fences_an_old_owner(sql_store: SqlStore) -> None:
     assert new.epoch == old.epoch + 1
     msgs = messages_of([encode(make_event())])
     with pytest.raises(Fenced):
-        sql_store.apply_batch(1, msgs, {P0: old})
+        sql_store.apply_batch(1, prepared(msgs), {P0: old})
     assert sql_store.offsets(1) == {P0: 0}
-    sql_store.apply_batch(1, msgs, {P0: new})
+    sql_store.apply_batch(1, prepared(msgs), {P0: new})
     assert sql_store.offsets(1) == {P0: 1}
 
 
