@@ -39,11 +39,11 @@ from typing import Any, Final
 from psycopg.types.json import set_json_dumps
 from sqlalchemy import Connection, Engine, bindparam, update
 
+from projector.batch import prepare_batch
 from projector.runtime import now
 from projector.settings import DEFAULT_MAX_MESSAGE_BYTES
 from projector.sources.base import EventSource, SourceMessage, TopicPartition
 from projector.store import partitions
-from projector.store.base import prepare_batch
 from projector.store.headers import headers_to_db
 from projector.store.pg import _STAGE_EVENTS_COLUMNS, _STAGE_ROWS_COLUMNS, _copy_types
 from projector.store.rows import history_row, jsonb_text, load_json, quoted

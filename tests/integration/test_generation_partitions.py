@@ -21,6 +21,7 @@ from projector.store import SqlStore
 from projector.store import generations as pg_generations
 from schema.db import _alembic_config, make_engine, migrate
 from schema.tables import dead_letters, deliveries, delivery_events, generations
+from tests.helpers import prepared
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,7 @@ def _project(engine: Engine, path: Path, topic: str = "events") -> None:
     (tp,) = source.partitions()
     source.assign([tp])
     messages = [replace(m, topic=topic) for m in source.poll(100_000, 0)]
-    store.apply_batch(1, messages, {tp._replace(topic=topic): store.claim(1, tp._replace(topic=topic))})
+    store.apply_batch(1, prepared(messages), {tp._replace(topic=topic): store.claim(1, tp._replace(topic=topic))})
 
 
 def test_a_populated_0004_read_model_migrates_without_loss_and_back(
