@@ -14,8 +14,9 @@ lake already holds. A crash between the two commits leaves the deliveries snapsh
 one export old; the next run replaces it (its ``snapshot-of`` property tells).
 
 The ids of the delivery's order, shop and rider on each event row are the fold's
-(``schema.fold.apply``) after that event, over the delivery's history at export
-time, so a query can group events by rider or shop without a join.
+after that event, over the delivery's history at export time
+(``projector.analytics.ids``), so a query can group events by rider or shop without
+a join. The reads, the ids and the tables are column-wise (Arrow) from end to end.
 """
 
 from __future__ import annotations
@@ -24,25 +25,25 @@ import logging
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.table import Table
 from sqlalchemy import Engine
 
 from projector.analytics.catalog import deliveries_table, events_table, open_catalog
 from projector.analytics.errors import ConcurrentExport
+from projector.analytics.ids import ids_at_events, in_fold_order
 from projector.analytics.layout import (
     DELIVERIES_ARROW,
     DELIVERY_COLUMNS,
-    EVENT_COLUMNS,
     EVENTS_ARROW,
     SNAPSHOT_OF_PROPERTY,
-    arrow_table,
 )
 from projector.analytics.settings import AnalyticsSettings
 from projector.analytics.window import (
@@ -53,17 +54,12 @@ from projector.analytics.window import (
     state_properties,
 )
 from projector.store import analytics as reads
-from projector.store.rows import load_json
-from schema.fold import DeliveryRow, apply
-from schema.rows import event_from_history
 
 log = logging.getLogger("projector.analytics")
 
 #: Above this many deliveries to fold, an incremental export reads the whole history
-#: in one ordered scan instead of chunks of ids.
+#: in one scan instead of the histories of those deliveries by id.
 WHOLE_HISTORY_ABOVE = 50_000
-#: A first export of at least this many events shows a progress bar (on a terminal).
-PROGRESS_FROM = 100_000
 
 
 @dataclass
@@ -98,6 +94,7 @@ class Plan:
     current: pa.Table | None
     dropped: int
     started: float = field(default_factory=time.monotonic)
+    bar: Any = None
 
     @property
     def mark(self) -> str:
@@ -143,8 +140,8 @@ class Exporter:
         deliveries = deliveries_table(self.catalog, create=True)
         assert events is not None and deliveries is not None
         state = parse_state(dict(events.properties))
-        with self.engine.connect() as conn:
-            generation = reads.active_generation(conn)
+        with reads.reading(self.engine) as source:
+            generation = source.generation()
             window = next_window(
                 state,
                 generation,
@@ -152,37 +149,40 @@ class Exporter:
                 overlap=timedelta(seconds=self.settings.overlap_seconds),
                 settle=timedelta(seconds=self.settings.settle_seconds),
             )
-            with_version = reads.has_event_version(conn)
-            wanted: set[str] | None = None
+            wanted: pa.ChunkedArray | None = None
             dropped = 0
             if window.first:
-                total = reads.history_count(conn, generation)
-                history = reads.history(conn, generation, None, window.upper,
-                                        with_version=with_version)
+                bar = self._bar()
+                history = source.history(generation, window.upper)
             else:
-                candidates = reads.window_ids(conn, generation, window.lower, window.upper)
-                in_lake = _lake_ids(events, window) if candidates else set()
-                fresh = [(e, d) for e, d in candidates if e not in in_lake]
-                dropped = len(candidates) - len(fresh)
-                wanted = {e for e, _ in fresh}
-                total = len(wanted)
-                touched = sorted({d for _, d in fresh})
-                scope = None if len(touched) > WHOLE_HISTORY_ABOVE else touched
-                history = (
-                    reads.history(conn, generation, scope, window.upper,
-                                  with_version=with_version)
-                    if touched
-                    else iter(())
+                bar = None
+                candidates = source.window(generation, window.lower, window.upper)
+                fresh = candidates.filter(
+                    _not_in_lake(candidates, events, window, state.watermark)
                 )
-            rows = _event_rows(history, wanted, generation, self._bar(total, window))
+                dropped = candidates.num_rows - fresh.num_rows
+                wanted = fresh.column("event_id")
+                touched = pc.unique(fresh.column("delivery_id")).to_pylist()
+                scope = None if len(touched) > WHOLE_HISTORY_ABOVE else touched
+                history = source.history(generation, window.upper, scope)
+            _step(bar, f"read {history.num_rows} events")
+            rows = _event_rows(history, wanted, generation)
+            _step(bar, "folded the ids at each event")
             plan = Plan(events, deliveries, state, window, rows, None, dropped, started)
             if deliveries.properties.get(SNAPSHOT_OF_PROPERTY) != plan.mark:
-                plan.current = _current_rows(
-                    reads.current_columns(conn, generation, _SERVED), generation
-                )
+                plan.current = _current_rows(source.current(generation, _SERVED), generation)
+            _step(bar, "read the served rows")
+            plan.bar = bar
         return plan
 
     def commit(self, plan: Plan) -> ExportResult:
+        try:
+            return self._commit(plan)
+        finally:
+            if plan.bar is not None:
+                plan.bar.close()
+
+    def _commit(self, plan: Plan) -> ExportResult:
         committed = False
         if plan.needs_commit:
             try:
@@ -210,6 +210,7 @@ class Exporter:
                     "the events were exported, run it again to replace the snapshot"
                 ) from exc
             replaced = plan.current.num_rows
+        _step(plan.bar, "committed")
         return ExportResult(
             generation=plan.window.generation,
             rows=plan.rows.num_rows,
@@ -220,96 +221,79 @@ class Exporter:
             seconds=time.monotonic() - plan.started,
         )
 
-    def _bar(self, total: int, window: Window) -> Any:
-        if not self.progress or total < PROGRESS_FROM or not sys.stderr.isatty():
+    def _bar(self) -> Any:
+        """A first export's bar (on a terminal): it reads, folds, writes in a few long steps."""
+        if not self.progress or not sys.stderr.isatty():
             return None
         from tqdm import tqdm
 
-        return tqdm(total=total, unit="ev", desc="export", file=sys.stderr, smoothing=0.1)
+        return tqdm(total=len(_STEPS), unit="step", desc="export", file=sys.stderr)
 
 
-def _lake_ids(events: Table, window: Window) -> set[str]:
-    """The event ids the lake holds that the window may read again."""
-    if window.drop_lake_ids_since is None:
+#: The steps of a first export its bar counts.
+_STEPS: Final = ("read", "fold", "snapshot", "commit")
+
+
+def _step(bar: Any, done: str) -> None:
+    if bar is not None:
+        bar.set_postfix_str(done)
+        bar.update(1)
+
+
+def _not_in_lake(
+    candidates: pa.Table, events: Table, window: Window, watermark: datetime | None
+) -> pa.Array:
+    """Which of the window's rows the lake does not hold yet (a mask).
+
+    Only the lake's rows the window may read again are scanned, and the scan skips
+    every data file whose statistics rule it out:
+
+    - within a generation, its rows applied after the window's lower bound; and the
+      lake holds none applied after its watermark, so only the candidates up to the
+      watermark are looked up;
+    - while the window reaches back to a rebuild's switch, also every row of another
+      generation (the same events, applied anew in this one).
+    """
+    count = candidates.num_rows
+    everything = pa.repeat(pa.scalar(True), count)
+    if count == 0:
+        return everything
+    maybe = everything
+    if window.lower is None:
         scan = events.scan(selected_fields=("event_id",))
     else:
-        scan = events.scan(
-            row_filter=(
-                f"generation = {window.generation}"
-                f" AND applied_at > '{window.drop_lake_ids_since.isoformat()}'"
-            ),
-            selected_fields=("event_id",),
-        )
-    return set(scan.to_arrow().column("event_id").to_pylist())
+        after = f"applied_at > '{window.lower.isoformat()}'"
+        if window.drop_all_lake_ids:
+            where = f"generation != {window.generation} OR {after}"
+        else:
+            where = f"generation = {window.generation} AND {after}"
+            if watermark is not None:
+                applied = candidates.column("applied_at")
+                maybe = pc.less_equal(applied, pa.scalar(watermark, applied.type))
+                if not pc.any(maybe).as_py():
+                    return everything
+        scan = events.scan(row_filter=where, selected_fields=("event_id",))
+    in_lake = scan.to_arrow().column("event_id")
+    held = pc.and_(maybe, pc.is_in(candidates.column("event_id"), value_set=in_lake))
+    return pc.invert(held)
 
 
-def _by_delivery(history: Iterable[reads.HistoryEvent]) -> Iterator[list[reads.HistoryEvent]]:
-    group: list[reads.HistoryEvent] = []
-    for event in history:
-        if group and event.delivery_id != group[0].delivery_id:
-            yield group
-            group = []
-        group.append(event)
-    if group:
-        yield group
-
-
-def _event_rows(
-    history: Iterable[reads.HistoryEvent],
-    wanted: set[str] | None,
-    generation: int,
-    bar: Any,
-) -> pa.Table:
-    """The lake rows of ``wanted`` (None: every event), each with the fold's ids after it."""
-    cols: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMNS}
-    (event_id, delivery_id, event_type, known, version, occurred, sequence, order, shop,
-     rider, data, topic, partition, offset, applied, gen) = (cols[n] for n in EVENT_COLUMNS)
-    done = 0
-    for group in _by_delivery(history):
-        folded = [(_fold_event(h), h) for h in group]
-        folded.sort(key=lambda pair: pair[0].sort_key)
-        row: DeliveryRow | None = None
-        for event, h in folded:
-            row = apply(row, event)
-            if wanted is not None and h.event_id not in wanted:
-                continue
-            event_id.append(h.event_id)
-            delivery_id.append(h.delivery_id)
-            event_type.append(h.event_type)
-            known.append(h.known)
-            version.append(h.event_version)
-            occurred.append(h.occurred_at)
-            sequence.append(h.sequence)
-            order.append(row.order_id)
-            shop.append(row.shop_id)
-            rider.append(row.rider_id)
-            data.append(h.data)
-            topic.append(h.topic)
-            partition.append(h.partition)
-            offset.append(h.offset)
-            applied.append(h.applied_at)
-            gen.append(generation)
-        if bar is not None:
-            bar.update(len(event_id) - done)
-            done = len(event_id)
-    if bar is not None:
-        bar.close()
-    return arrow_table(cols, EVENTS_ARROW)
-
-
-def _fold_event(h: reads.HistoryEvent) -> Any:
-    return event_from_history(
-        {
-            "event_id": h.event_id,
-            "event_type": h.event_type,
-            "delivery_id": h.delivery_id,
-            "occurred_at": h.occurred_at,
-            "sequence": h.sequence,
-            "data": load_json(h.data) if h.known else {},
-            "known": h.known,
-            "estimated_delivery_at": h.estimated_delivery_at,
-            "event_version": h.event_version,
-        }
+def _event_rows(history: pa.Table, wanted: pa.ChunkedArray | None, generation: int) -> pa.Table:
+    """The lake rows of ``wanted`` (None: every event of ``history``), each with the
+    fold's ids after it, by delivery in fold order."""
+    ordered = in_fold_order(history)
+    found = ids_at_events(ordered)
+    if wanted is not None:
+        keep = pc.is_in(ordered.column("event_id"), value_set=wanted)
+        ordered, found = ordered.filter(keep), found.filter(keep)
+    columns = {
+        **{name: ordered.column(name) for name in ordered.column_names},
+        **{name: found.column(name) for name in found.column_names},
+        "known": pc.not_equal(ordered.column("known"), 0),
+        "generation": pa.repeat(pa.scalar(generation, pa.int32()), ordered.num_rows),
+    }
+    return pa.Table.from_arrays(
+        [columns[f.name].cast(f.type) for f in EVENTS_ARROW], schema=EVENTS_ARROW
     )
 
 
@@ -317,18 +301,12 @@ def _fold_event(h: reads.HistoryEvent) -> Any:
 _SERVED = tuple(n for n in DELIVERY_COLUMNS if n != "generation")
 
 
-def _current_rows(columns: dict[str, list[Any]], generation: int) -> pa.Table:
-    """The snapshot as Arrow; instants given as SQLite's UTC text are converted in bulk."""
-    arrays = []
-    count = len(columns["delivery_id"])
-    for column in DELIVERIES_ARROW:
-        if column.name == "generation":
-            arrays.append(pa.array([generation] * count, column.type))
-            continue
-        values = columns[column.name]
-        if pa.types.is_timestamp(column.type) and any(isinstance(v, str) for v in values):
-            naive = pa.array(values, pa.string()).cast(pa.timestamp("us"))
-            arrays.append(naive.cast(column.type))
-        else:
-            arrays.append(pa.array(values, column.type))
-    return pa.Table.from_arrays(arrays, schema=DELIVERIES_ARROW)
+def _current_rows(served: pa.Table, generation: int) -> pa.Table:
+    """The snapshot table's rows: the served rows and their generation."""
+    columns = {
+        **{name: served.column(name) for name in served.column_names},
+        "generation": pa.repeat(pa.scalar(generation, pa.int32()), served.num_rows),
+    }
+    return pa.Table.from_arrays(
+        [columns[f.name].cast(f.type) for f in DELIVERIES_ARROW], schema=DELIVERIES_ARROW
+    )

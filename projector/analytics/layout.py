@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Final
 
-import pyarrow as pa
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import DayTransform
@@ -83,9 +82,3 @@ DELIVERIES_ARROW: Final = DELIVERIES_SCHEMA.as_arrow()
 
 #: The current-row columns, in the order of the deliveries table.
 DELIVERY_COLUMNS: Final = tuple(f.name for f in DELIVERIES_SCHEMA.fields)
-EVENT_COLUMNS: Final = tuple(f.name for f in EVENTS_SCHEMA.fields)
-
-
-def arrow_table(columns: dict[str, list[object]], schema: pa.Schema) -> pa.Table:
-    """Columns of Python values as an Arrow table of ``schema`` (its nullability kept)."""
-    return pa.Table.from_pydict(columns, schema=schema)
