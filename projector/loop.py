@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from projector.batch import BatchParser, PreparedBatch
+from projector.counts import Counts
 from projector.errors import Fenced, GenerationChanged, SourceUnavailable, StoreUnavailable
 from projector.sources.base import EventSource, SourceMessage, TopicPartition
 from projector.store.base import BatchResult, Claim, ProjectionStore
@@ -37,22 +38,15 @@ T = TypeVar("T")
 
 
 @dataclass
-class Totals:
+class Totals(Counts):
+    """A run's counts so far, its batches, and since when it runs."""
+
     batches: int = 0
-    messages: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    dead_letters: int = 0
-    refolded: int = 0
     started: float = field(default_factory=time.monotonic)
 
-    def add(self, result: BatchResult) -> None:
+    def add_batch(self, result: BatchResult) -> None:
         self.batches += 1
-        self.messages += result.messages
-        self.applied += result.applied
-        self.duplicates += result.duplicates
-        self.dead_letters += result.dead_letters
-        self.refolded += result.refolded
+        self.add(result)
 
     @property
     def seconds(self) -> float:
@@ -246,7 +240,7 @@ class Projector:
         for tp, offset in result.next_offsets.items():
             if tp in self.claims:
                 self.claims[tp] = replace(self.claims[tp], next_offset=offset)
-        self.totals.add(result)
+        self.totals.add_batch(result)
         self.source.commit_hint(result.next_offsets)
 
     def _settle(self) -> None:

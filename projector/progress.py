@@ -15,9 +15,10 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import IO, Any
 
+from projector.counts import Counts
 from projector.loop import Totals
 from projector.sources.base import TopicPartition
 
@@ -26,20 +27,20 @@ log = logging.getLogger("projector.rebuild")
 
 @dataclass
 class Summary:
-    """What a rebuild or verify did; ``--json`` prints exactly these fields."""
+    """What a rebuild or verify did; ``--json`` prints these fields, ``counts`` flattened.
+
+    In the JSON the messages read are ``events`` (and their rate ``events_per_second``):
+    the names the command has always printed, which scripts read.
+    """
 
     command: str
     mode: str  # new-generation | in-place | resume | verify
     from_spec: str
     generation: int
     previous_generation: int | None = None
-    events: int = 0  # messages read and applied in order (valid or not)
-    applied: int = 0  # distinct events new to the generation
-    duplicates: int = 0
-    dead_letters: int = 0
-    refolded: int = 0
+    counts: Counts = field(default_factory=Counts)
     seconds: float = 0.0
-    events_per_second: float = 0.0
+    messages_per_second: float = 0.0
     switched: bool = False
     kept_old: bool = False
     differences: int | None = None
@@ -47,26 +48,35 @@ class Summary:
     first_differences: list[str] = field(default_factory=list)
 
     def take(self, totals: Totals) -> None:
-        self.events = totals.messages
-        self.applied = totals.applied
-        self.duplicates = totals.duplicates
-        self.dead_letters = totals.dead_letters
-        self.refolded += totals.refolded
+        refolded = self.counts.refolded
+        self.counts = totals.counts()
+        self.counts.refolded += refolded
         self.seconds = round(totals.seconds, 3)
         rate = totals.messages / totals.seconds if totals.seconds else 0.0
-        self.events_per_second = round(rate, 1)
+        self.messages_per_second = round(rate, 1)
 
     def to_json(self) -> str:
-        data = {k: v for k, v in asdict(self).items() if v is not None}
-        return json.dumps(data, ensure_ascii=False)
+        c = self.counts
+        data: dict[str, Any] = {
+            "command": self.command, "mode": self.mode, "from_spec": self.from_spec,
+            "generation": self.generation, "previous_generation": self.previous_generation,
+            "events": c.messages, "applied": c.applied, "duplicates": c.duplicates,
+            "dead_letters": c.dead_letters, "refolded": c.refolded, "seconds": self.seconds,
+            "events_per_second": self.messages_per_second, "switched": self.switched,
+            "kept_old": self.kept_old, "differences": self.differences,
+            "skipped_moved": self.skipped_moved,
+            "first_differences": list(self.first_differences),
+        }
+        return json.dumps({k: v for k, v in data.items() if v is not None}, ensure_ascii=False)
 
     def to_text(self) -> str:
+        c = self.counts
         lines = [
             f"{self.command} ({self.mode}) from {self.from_spec}: generation {self.generation}",
-            f"  {self.events} events in {self.seconds:.1f}s"
-            f" ({self.events_per_second:.0f} events/s):"
-            f" {self.applied} applied, {self.duplicates} duplicates,"
-            f" {self.dead_letters} dead letters, {self.refolded} refolded",
+            f"  {c.messages} messages in {self.seconds:.1f}s"
+            f" ({self.messages_per_second:.0f} messages/s):"
+            f" {c.applied} applied, {c.duplicates} duplicates,"
+            f" {c.dead_letters} dead letters, {c.refolded} refolded",
         ]
         if self.switched:
             old = "kept" if self.kept_old else "deleted"

@@ -69,7 +69,7 @@ def in_place(ctx: RebuildContext, spec: OffsetSpec, *, allow_loss: bool = False)
         lost = store.deliveries_without_row(generation)
         log.info("refolding %s deliveries (%s had lost their row)", len(touched | lost), len(lost))
         summary.take(projector.totals)
-        summary.refolded = store.refold(generation, touched | lost)
+        summary.counts.refolded = store.refold(generation, touched | lost)
     finally:
         ctx.generations.release(generation, ctx.owner, clear_owner=True)
     return summary

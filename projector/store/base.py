@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from projector.batch import PreparedBatch
+from projector.counts import Counts
 from projector.sources.base import SourceMessage, TopicPartition
 from projector.sources.history import PageReader
 from projector.store.generations import GenerationRecord
@@ -47,12 +48,9 @@ class Claim:
 
 
 @dataclass
-class BatchResult:
-    messages: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    dead_letters: int = 0
-    refolded: int = 0
+class BatchResult(Counts):
+    """One batch's counts, the deliveries it changed and where it left each partition."""
+
     changed: set[str] = field(default_factory=set)
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
 
