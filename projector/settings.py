@@ -1,7 +1,8 @@
-"""Settings: one frozen object, read from the environment once at start (CONTRACT.md §4).
+"""Settings: one frozen object, read from the environment once at start.
 
-The contract's variables and their parsing are ``schema.settings``'; the batch
-settings are the projector's own.
+The contract's variables (its section Settings), their parsing, ``with_overrides``
+and ``uses_kafka`` are ``schema.settings.SharedSettings``'; the batch, consumer-group,
+session-bound and message-size settings are the projector's own.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any
 
 from projector.errors import ConfigError
 from schema import settings as shared
@@ -30,14 +30,9 @@ _INSTANCE_ID = re.compile(r"(?!\.\.?$)[A-Za-z0-9._-]{1,249}")
 
 
 @dataclass(frozen=True)
-class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
-    event_source: str = SharedSettings.event_source
-    kafka_bootstrap_servers: str = SharedSettings.kafka_bootstrap_servers
-    kafka_topic: str = SharedSettings.kafka_topic
-    kafka_group_id: str = SharedSettings.kafka_group_id
-    source_timezone: str = SharedSettings.source_timezone
-    business_timezone: str = SharedSettings.business_timezone
+class Settings(SharedSettings):
+    """The contract's variables (``SharedSettings``) and the projector's own."""
+
     batch_size: int = 2000
     batch_max_wait_ms: int = 200
     # Consumer-group membership (issue #9, hole 6). A member that dies without leaving
@@ -96,11 +91,6 @@ class Settings:
         settings.validate()
         return settings
 
-    def with_overrides(self, **changes: Any) -> Settings:
-        updated = replace(self, **{k: v for k, v in changes.items() if v is not None})
-        updated.validate()
-        return updated
-
     def validate(self) -> None:
         try:
             shared.check_database_url(self.database_url)
@@ -136,10 +126,6 @@ class Settings:
     @property
     def source_tz(self) -> tzinfo:
         return zone_or_error(self.source_timezone, "SOURCE_TIMEZONE")
-
-    @property
-    def uses_kafka(self) -> bool:
-        return self.event_source == "kafka"
 
 
 def zone_or_error(name: str, setting: str) -> tzinfo:

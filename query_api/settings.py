@@ -1,8 +1,9 @@
-"""Settings: one frozen object, read from the environment once at start (CONTRACT.md §4).
+"""Settings: one frozen object, read from the environment once at start.
 
 Flags of ``query-api`` override single fields through ``with_overrides``; nothing
-here connects to anything. The contract's variables and their parsing are
-``schema.settings``' (the projector reads them the same way).
+here connects to anything. The contract's variables (its section Settings), their
+parsing and ``with_overrides`` are ``schema.settings.SharedSettings``' (the projector
+reads them the same way); the limits, lanes and listener settings are the API's own.
 """
 
 from __future__ import annotations
@@ -10,24 +11,20 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any
 
 from query_api.errors import ConfigError
 from schema import settings as shared
-from schema.settings import DEFAULT_DATABASE_URL, SettingError, SharedSettings
+from schema.settings import SettingError, SharedSettings
 
 ENVIRONMENTS = ("development", "production")
 
 
 @dataclass(frozen=True)
-class Settings:
-    database_url: str = DEFAULT_DATABASE_URL
-    event_source: str = SharedSettings.event_source
-    kafka_bootstrap_servers: str = SharedSettings.kafka_bootstrap_servers
-    kafka_topic: str = SharedSettings.kafka_topic
-    business_timezone: str = SharedSettings.business_timezone
+class Settings(SharedSettings):
+    """The contract's variables (``SharedSettings``) and the API's own."""
+
     #: Accepted bearer tokens; empty means the API is open (loopback only, see cli).
     tokens: tuple[str, ...] = ()
     #: ``production`` turns introspection and GraphiQL off.
@@ -97,11 +94,7 @@ class Settings:
         common = SharedSettings.from_env(env)
         _int, _float, _bool = shared.integer, shared.number, shared.flag
         settings = cls(
-            database_url=common.database_url,
-            event_source=common.event_source,
-            kafka_bootstrap_servers=common.kafka_bootstrap_servers,
-            kafka_topic=common.kafka_topic,
-            business_timezone=common.business_timezone,
+            **common.as_fields(),
             tokens=parse_tokens(env.get("QUERY_API_TOKENS", "")),
             environment=(env.get("QUERY_API_ENV") or d.environment).strip().lower(),
             ui=_bool(env, "QUERY_API_UI", False) if env.get("QUERY_API_UI", "").strip() else None,
@@ -146,11 +139,6 @@ class Settings:
         settings.validate()
         return settings
 
-    def with_overrides(self, **changes: Any) -> Settings:
-        updated = replace(self, **{k: v for k, v in changes.items() if v is not None})
-        updated.validate()
-        return updated
-
     def validate(self) -> None:
         self.business_tz  # noqa: B018 - raises on a bad zone
         if self.environment not in ENVIRONMENTS:
@@ -192,10 +180,6 @@ class Settings:
     def serves_ui(self) -> bool:
         """Whether ``/`` serves the back-office page: QUERY_API_UI, else development only."""
         return (not self.production) if self.ui is None else self.ui
-
-    @property
-    def uses_kafka(self) -> bool:
-        return self.event_source == "kafka"
 
     def refuse_open_listener(self) -> str | None:
         """Why serving with these settings would be unsafe, or None.

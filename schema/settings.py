@@ -1,8 +1,9 @@
-"""The settings of CONTRACT.md §4, read the same way by ``projector`` and ``query-api``.
+"""The contract's settings (its section Settings), read alike by ``projector`` and ``query-api``.
 
-Both commands build their own frozen ``Settings`` (each has settings of its own),
-but the shared variables, their defaults, the meaning of an empty value and the
-parsing of numbers, flags, time zones and the database URL are defined here once.
+Both commands' frozen ``Settings`` extend ``SharedSettings`` with settings of their
+own; the shared variables, their defaults, the meaning of an empty value, the
+parsing of numbers, flags, time zones and the database URL, and how a flag
+overrides a setting (``with_overrides``) are defined here once.
 
 An empty value (``DATABASE_URL=``) means the same as an unset one: the default.
 Errors are ``SettingError``; each command turns them into its own configuration
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import tzinfo
-from typing import Final
+from typing import Any, Final, Self
 from zoneinfo import ZoneInfoNotFoundError
 
 from sqlalchemy.engine import make_url
@@ -34,7 +35,11 @@ class SettingError(ValueError):
 
 @dataclass(frozen=True)
 class SharedSettings:
-    """The contract's variables (CONTRACT.md §4) with their defaults."""
+    """The contract's variables (the contract, section Settings) with their defaults.
+
+    The base of each command's ``Settings``: a command adds its own fields and checks
+    (``validate``); flags override fields through ``with_overrides``.
+    """
 
     database_url: str = DEFAULT_DATABASE_URL
     event_source: str = "kafka"
@@ -59,8 +64,22 @@ class SharedSettings:
             business_timezone=text(env, "BUSINESS_TIMEZONE", d.business_timezone),
         )
 
-    def as_fields(self) -> dict[str, str]:
-        return dict(self.__dict__)
+    def as_fields(self) -> dict[str, Any]:
+        """The shared variables only, to build a command's ``Settings`` from."""
+        return {name: getattr(self, name) for name in SharedSettings.__dataclass_fields__}
+
+    def with_overrides(self, **changes: Any) -> Self:
+        """A copy with the flags given (None: not given) in place of the settings, checked."""
+        updated = replace(self, **{k: v for k, v in changes.items() if v is not None})
+        updated.validate()
+        return updated
+
+    def validate(self) -> None:
+        """Refuse settings that cannot be used; each command checks what it reads."""
+
+    @property
+    def uses_kafka(self) -> bool:
+        return self.event_source == "kafka"
 
 
 def text(env: Mapping[str, str], name: str, default: str) -> str:

@@ -85,3 +85,15 @@ def test_a_bad_group_membership_setting_is_a_configuration_error(
 ) -> None:
     with pytest.raises(ProjectorConfigError, match=named):
         ProjectorSettings.from_env(env)
+
+
+def test_both_commands_settings_share_one_base() -> None:
+    """The contract's variables, ``with_overrides`` and ``uses_kafka`` are defined once."""
+    from schema.settings import SharedSettings
+
+    for own in (ProjectorSettings, ApiSettings):
+        assert issubclass(own, SharedSettings)
+        assert not {"with_overrides", "uses_kafka", "database_url"} & set(vars(own)), own
+    api = ApiSettings.from_env({"KAFKA_TOPIC": "t", "BUSINESS_TIMEZONE": "Asia/Seoul"})
+    assert (api.kafka_topic, api.business_timezone) == ("t", "Asia/Seoul")
+    assert api.with_overrides(port=9000, host=None).port == 9000
