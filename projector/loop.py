@@ -1,6 +1,6 @@
 """The projection loop: read a batch, apply it in one transaction, repeat.
 
-The loop depends only on the ``EventSource`` and ``ProjectionStore`` protocols, and
+The loop depends only on the ``MessageSource`` and ``ProjectionStore`` protocols, and
 parses each batch itself (``BatchParser``) before the store writes it.
 Positions come from the read model: whenever this process gains a partition it
 claims it in the database (which fences any earlier owner) and seeks the source
@@ -28,7 +28,7 @@ from typing import TypeVar
 from projector.batch import BatchParser, PreparedBatch
 from projector.counts import Counts
 from projector.errors import Fenced, GenerationChanged, SourceUnavailable, StoreUnavailable
-from projector.sources.base import EventSource, SourceMessage, TopicPartition
+from projector.sources.base import MessageSource, SourceMessage, TopicPartition
 from projector.store.base import BatchResult, Claim, ProjectionStore
 from schema.lifecycle import GenerationStatus
 
@@ -104,7 +104,7 @@ class Projector:
 
     def __init__(
         self,
-        source: EventSource,
+        source: MessageSource,
         store: ProjectionStore,
         mode: Mode | None = None,
         *,

@@ -30,7 +30,7 @@ from projector.errors import GenerationChanged, RebuildError
 from projector.loop import Mode, ProgressHook, Projector
 from projector.runtime import install_stop_signals, owner_name
 from projector.settings import Settings
-from projector.sources.base import EventSource, TopicPartition
+from projector.sources.base import MessageSource, TopicPartition
 from projector.spec import OffsetSpec, resolve
 from projector.store import GenerationLifecycle, ReadModelStore
 
@@ -61,7 +61,7 @@ class RebuildContext:
             owner_name(),
         )
 
-    def assigned_source(self) -> tuple[EventSource, list[TopicPartition]]:
+    def assigned_source(self) -> tuple[MessageSource, list[TopicPartition]]:
         """The source without a consumer group, assigned every partition."""
         source = open_source(self.settings, group=False)
         try:
@@ -79,7 +79,7 @@ class RebuildContext:
     def heartbeat(self, generation: int) -> Heartbeat:
         return Heartbeat(self.generations, generation, self.owner)
 
-    def projector(self, source: EventSource, mode: Mode, progress: ProgressHook) -> Projector:
+    def projector(self, source: MessageSource, mode: Mode, progress: ProgressHook) -> Projector:
         """A projector replaying ``source`` into ``mode``'s generation; a signal stops it."""
         projector = Projector(
             source,
@@ -95,7 +95,7 @@ class RebuildContext:
         return projector
 
     def guard_retention(
-        self, source: EventSource, partitions: Sequence[TopicPartition], *, allow_loss: bool
+        self, source: MessageSource, partitions: Sequence[TopicPartition], *, allow_loss: bool
     ) -> None:
         """Refuse a rebuild from the topic that would drop served events (see ``retention``)."""
         begins = source.beginning_offsets(partitions)
@@ -120,7 +120,7 @@ class Heartbeat:
 
 
 def start_offsets(
-    source: EventSource, partitions: Sequence[TopicPartition], spec: OffsetSpec
+    source: MessageSource, partitions: Sequence[TopicPartition], spec: OffsetSpec
 ) -> dict[TopicPartition, int]:
     """Where SPEC starts on each partition, asked of the source."""
     begins = source.beginning_offsets(partitions)

@@ -18,7 +18,7 @@ from projector.progress import Summary
 from projector.rebuild.context import RebuildContext, start_offsets
 from projector.rebuild.from_history import HISTORY_SPEC, continue_from_history
 from projector.rebuild.switch import Build, retire
-from projector.sources.base import EventSource, TopicPartition
+from projector.sources.base import MessageSource, TopicPartition
 from projector.spec import OffsetSpec, parse_spec
 from projector.store.generations import refuse_running
 from schema.lifecycle import GenerationPurpose, GenerationStatus
@@ -110,7 +110,7 @@ def discard(ctx: RebuildContext) -> Summary:
 
 def _refuse_empty(
     ctx: RebuildContext,
-    source: EventSource,
+    source: MessageSource,
     partitions: Sequence[TopicPartition],
     starts: dict[TopicPartition, int],
     spec: OffsetSpec,

@@ -17,7 +17,7 @@ from projector.errors import RebuildError
 from projector.loop import Mode, Totals
 from projector.progress import Progress, Summary
 from projector.rebuild.context import RebuildContext, catch_up
-from projector.sources.base import EventSource, TopicPartition
+from projector.sources.base import MessageSource, TopicPartition
 from projector.store.generations import NotCaughtUp
 
 log = logging.getLogger("projector.rebuild")
@@ -44,7 +44,7 @@ class Build:
 
     def replay_and_switch(
         self,
-        source: EventSource,
+        source: MessageSource,
         partitions: list[TopicPartition],
         starts: dict[TopicPartition, int],
         *,

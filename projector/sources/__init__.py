@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from projector.settings import Settings
-from projector.sources.base import EventSource, SourceMessage, TopicPartition
+from projector.sources.base import MessageSource, SourceMessage, TopicPartition
 
 
-def open_source(settings: Settings, *, group: bool = True) -> EventSource:
+def open_source(settings: Settings, *, group: bool = True) -> MessageSource:
     """The source named by ``EVENT_SOURCE``; created here, connected on first use."""
     if settings.uses_kafka:
         from projector.sources.kafka import KafkaSource
@@ -17,4 +17,4 @@ def open_source(settings: Settings, *, group: bool = True) -> EventSource:
     return FileSource(settings.event_source, settings.source_tz)
 
 
-__all__ = ["EventSource", "SourceMessage", "TopicPartition", "open_source"]
+__all__ = ["MessageSource", "SourceMessage", "TopicPartition", "open_source"]

@@ -1,4 +1,8 @@
-"""The ``EventSource`` protocol: what the projector needs from any ordered, offset-addressed log."""
+"""The ``MessageSource`` protocol: what the projector needs from any ordered, offset-addressed log.
+
+It yields raw messages (``SourceMessage``), not events: parsing is the loop's. (The
+GraphQL type ``EventSource`` is something else: where a served event was read.)
+"""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ class SourceMessage:
         return TopicPartition(self.topic, self.partition)
 
 
-class EventSource(Protocol):
+class MessageSource(Protocol):
     """An ordered log of messages per partition.
 
     In group mode the source decides which partitions this process owns (a Kafka

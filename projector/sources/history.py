@@ -1,4 +1,4 @@
-"""The served generation's history as an ``EventSource`` (``rebuild --from-history``).
+"""The served generation's history as an ``MessageSource`` (``rebuild --from-history``).
 
 It holds a fixed range per partition: from wherever the projector seeks up to the
 served generation's offsets when the rebuild started (``ends``). Offsets without a

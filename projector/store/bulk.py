@@ -42,7 +42,7 @@ from sqlalchemy import Connection, Engine, bindparam, update
 from projector.batch import prepare_batch
 from projector.runtime import now
 from projector.settings import DEFAULT_MAX_MESSAGE_BYTES
-from projector.sources.base import EventSource, SourceMessage, TopicPartition
+from projector.sources.base import MessageSource, SourceMessage, TopicPartition
 from projector.store import partitions
 from projector.store.headers import headers_to_db
 from projector.store.pg import _STAGE_EVENTS_COLUMNS, _STAGE_ROWS_COLUMNS, _copy_types
@@ -113,7 +113,7 @@ class BulkLoad:
     def load(
         self,
         generation: int,
-        source: EventSource,
+        source: MessageSource,
         starts: Mapping[TopicPartition, int],
         targets: Mapping[TopicPartition, int],
     ) -> BulkResult:
@@ -150,7 +150,7 @@ class BulkLoad:
         conn: Connection,
         raw: Any,
         generation: int,
-        source: EventSource,
+        source: MessageSource,
         starts: Mapping[TopicPartition, int],
         targets: Mapping[TopicPartition, int],
         result: BulkResult,
@@ -217,7 +217,7 @@ class BulkLoad:
 
     @staticmethod
     def _settle(
-        source: EventSource,
+        source: MessageSource,
         pending: set[TopicPartition],
         expected: dict[TopicPartition, int],
         targets: Mapping[TopicPartition, int],

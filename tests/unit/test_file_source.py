@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from projector.errors import SourceUnavailable
-from projector.sources.base import EventSource, SourceMessage, TopicPartition
+from projector.sources.base import MessageSource, SourceMessage, TopicPartition
 from projector.sources.file import FileSource
 from schema.events import zone
 from tests.helpers import encode, make_event, write_jsonl
@@ -41,12 +41,12 @@ def lines() -> list[bytes]:
 
 
 def test_the_file_source_has_every_method_of_the_protocol() -> None:
-    wanted = {n for n, _ in inspect.getmembers(EventSource, inspect.isfunction)
+    wanted = {n for n, _ in inspect.getmembers(MessageSource, inspect.isfunction)
               if not n.startswith("_")}
     assert wanted <= set(dir(FileSource))
     for name in wanted:
         assert (inspect.signature(getattr(FileSource, name)).parameters.keys()
-                >= inspect.signature(getattr(EventSource, name)).parameters.keys())
+                >= inspect.signature(getattr(MessageSource, name)).parameters.keys())
 
 
 def test_offsets_are_line_numbers(tmp_path: Path, lines: list[bytes]) -> None:

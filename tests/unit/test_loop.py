@@ -1,6 +1,6 @@
 """The projector loop against fakes of its two ports, and the real SQL store on SQLite.
 
-The fakes subclass the real protocols (``EventSource``, ``ReadModelStore``) and keep
+The fakes subclass the real protocols (``MessageSource``, ``ReadModelStore``) and keep
 the same promises as the real adapters: the store fences on (epoch, next offset)
 exactly like ``SqlStore.apply_batch``, the source reads an ordered log per partition.
 """
@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from projector.errors import Fenced, GenerationChanged, SourceUnavailable, StoreUnavailable
 from projector.loop import Mode, Projector
-from projector.sources.base import EventSource, SourceMessage, TopicPartition
+from projector.sources.base import MessageSource, SourceMessage, TopicPartition
 from projector.sources.file import FileSource
 from projector.store import BatchResult, ReadModelStore, SqlStore
 from projector.store.headers import headers_from_db
@@ -46,7 +46,7 @@ P1 = TopicPartition(TOPIC, 1)
 
 
 # -- fakes ------------------------------------------------------------------------------
-class FakeSource(EventSource):
+class FakeSource(MessageSource):
     """An in-memory log per partition; every call is recorded, failures can be scripted."""
 
     def __init__(self, logs: Mapping[TopicPartition, Sequence[SourceMessage]],
@@ -128,7 +128,7 @@ def log_of(tp: TopicPartition, offsets: Sequence[int]) -> list[SourceMessage]:
     return [SourceMessage(tp.topic, tp.partition, o, f"D-{o}".encode(), b"{}") for o in offsets]
 
 
-def projector(source: EventSource, store: ReadModelStore, mode: Mode | None = None,
+def projector(source: MessageSource, store: ReadModelStore, mode: Mode | None = None,
               **kwargs: Any) -> Projector:
     kwargs.setdefault("batch_size", 3)
     kwargs.setdefault("batch_max_wait_ms", 0)
@@ -136,7 +136,7 @@ def projector(source: EventSource, store: ReadModelStore, mode: Mode | None = No
     return Projector(source, store, mode, **kwargs)
 
 
-def started(source: EventSource, store: ReadModelStore, mode: Mode | None = None,
+def started(source: MessageSource, store: ReadModelStore, mode: Mode | None = None,
             **kwargs: Any) -> Projector:
     """A projector ready for single ``_step`` calls, as ``run`` leaves it after its start."""
     proj = projector(source, store, mode, **kwargs)
