@@ -73,7 +73,7 @@ class TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         if refusal is None and counts is not None:
             refusal = counts.enter(client)
         if refusal is not None:
-            client_errors.info("client error: %s", refusal)
+            self._log_refusal(refusal)
             await self.send_message(
                 {"id": message["id"], "type": "error",
                  "payload": [GraphQLError(refusal).formatted]}
@@ -87,6 +87,16 @@ class TransportWS(BaseGraphQLTransportWSHandler[Context, None]):
             counts.leave(client)
         else:  # however it ends: completed, cancelled, failed, or the socket closed
             operation.task.add_done_callback(lambda _: counts.leave(client))
+
+    def _log_refusal(self, refusal: str) -> None:
+        """The first refusal of a socket in the log; the rest at DEBUG: a client flooding
+        the bounds must not flood the log too (the metric counts every one)."""
+        if getattr(self, "_refusal_logged", False):
+            client_errors.debug("client error: %s", refusal)
+            return
+        self._refusal_logged = True
+        client_errors.info("client error: %s (further refusals on this socket: logged at"
+                           " DEBUG, counted by query_api_websocket_refusals_total)", refusal)
 
     @staticmethod
     def _get_pre_execution_close_reason(error: GraphQLError) -> str | None:
