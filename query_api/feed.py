@@ -40,7 +40,6 @@ from schema.notify import NOTIFY_CHANNEL, parse_notification
 
 log = logging.getLogger(__name__)
 
-CHANNEL = NOTIFY_CHANNEL
 #: On PostgreSQL, how often a subscriber re-reads its row even without a notification.
 SAFETY_POLL_SECONDS = 10.0
 #: A filtered subscription looks this far behind the newest change it saw.
@@ -220,7 +219,7 @@ class ChangeFeed:
             if not self._said_not_up:  # once until it is up, not once per subscriber
                 self._said_not_up = True
                 log.warning("%s is not up; subscriptions poll meanwhile",
-                            f"LISTEN {CHANNEL}" if self._pg else "the change poll")
+                            f"LISTEN {NOTIFY_CHANNEL}" if self._pg else "the change poll")
 
     async def _sleep(self, signal: asyncio.Event) -> None:
         """Until ``signal`` (a change named), or the subscriber's own poll is due: at
@@ -311,7 +310,7 @@ class ChangeFeed:
                 async with await psycopg.AsyncConnection.connect(
                     conninfo, autocommit=True
                 ) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self._ready.set()
                     self._said_not_up = False
                     self._wake(None)  # whatever changed while we were not listening
@@ -319,7 +318,7 @@ class ChangeFeed:
                     async for note in conn.notifies():
                         self._dispatch(note.payload)
             except (psycopg.Error, OSError) as exc:
-                log.warning("LISTEN %s lost (%s); retrying in %.1fs", CHANNEL, exc, backoff)
+                log.warning("LISTEN %s lost (%s); retrying in %.1fs", NOTIFY_CHANNEL, exc, backoff)
             self._ready.clear()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 10.0)
