@@ -35,15 +35,16 @@ class Settings(SharedSettings):
 
     batch_size: int = 2000
     batch_max_wait_ms: int = 200
-    # Consumer-group membership (issue #9, hole 6). A member that dies without leaving
-    # holds its partitions until its session times out: 6 s is the broker's default
-    # group.min.session.timeout.ms, the shortest it accepts. A static member
+    # Consumer-group membership: how soon a partition of a dead member is read again. A
+    # member that dies without leaving holds its partitions until its session times
+    # out: 6 s is the broker's default group.min.session.timeout.ms, the shortest it
+    # accepts. A static member
     # (``kafka_group_instance_id``) restarted with the same id takes its partitions
     # back at once, without waiting for the old session or a rebalance.
     kafka_session_timeout_ms: int = 6000
     kafka_heartbeat_interval_ms: int = 1000
     kafka_group_instance_id: str = ""
-    # Bounded hand-over (issue #20): PostgreSQL ends a session of ours that sits inside
+    # Bounded hand-over: PostgreSQL ends a session of ours that sits inside
     # a transaction without a statement for longer than this (a projector frozen by
     # SIGSTOP, a long pause, a frozen VM), so its offset rows' locks are released and
     # its successor can claim the partitions; and ends any one statement of ours that

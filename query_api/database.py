@@ -1,9 +1,9 @@
 """The API's side of the database: a pool sized to the work it admits, and a time bound.
 
-Under load the old request path opened a connection per request: SQLAlchemy's
-default pool (5 + 10 overflow) served anyio's 40 worker threads, overflow
-connections were closed on return, and SQLite ran its connect PRAGMAs again and
-again while threads waited on one another. Here one number,
+A pool sized apart from the work it serves does not hold up under load: with
+SQLAlchemy's default pool (5 + 10 overflow) behind anyio's 40 worker threads,
+overflow connections are closed on return, SQLite runs its connect PRAGMAs again
+and again, and threads wait on one another for a connection. Here one number,
 ``QUERY_API_DB_CONCURRENCY``, is at once the operations admitted to the
 database, the DB worker threads and the pooled connections, so a connection is
 always free for an admitted operation and reused; the rest wait in a fair

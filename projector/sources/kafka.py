@@ -4,13 +4,13 @@ The consumer is created on first use, never in ``__init__``, so that building a
 source never touches the network. Auto-commit is off: the read model keeps the
 offsets; what we commit to Kafka is only a hint for lag tools.
 
-Hand-over (issue #9, hole 6): a member that stops cleanly leaves the group in
-``close`` (its partitions go to the others at once); one that dies holds them until
-its session times out (``KAFKA_SESSION_TIMEOUT_MS``, 6 s by default, the broker's
-minimum). A static member (``KAFKA_GROUP_INSTANCE_ID``) restarted with the same id
-gets its partitions back at once, without a rebalance; in exchange it does not
-leave the group when it stops (Kafka's rule for static members), so its partitions
-wait for it, or for its session to time out.
+Hand-over, so that no partition stands unread for long: a member that stops cleanly
+leaves the group in ``close`` (its partitions go to the others at once); one that dies
+holds them until its session times out (``KAFKA_SESSION_TIMEOUT_MS``, 6 s by default,
+the broker's minimum). A static member (``KAFKA_GROUP_INSTANCE_ID``) restarted with the
+same id gets its partitions back at once, without a rebalance; in exchange it does not
+leave the group when it stops (Kafka's rule for static members), so its partitions wait
+for it, or for its session to time out.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class KafkaSource:
             # the broker). A group leader that joins before it knows them assigns
             # nothing and rejoins when they arrive; in kafka-python 3.0.12 a poll that
             # times out during that rejoin drops its result, and the member then owns
-            # no partition until the next rebalance (issue #9, hole 6).
+            # no partition until the next rebalance.
             try:
                 consumer.topics()
             except KafkaError as exc:
