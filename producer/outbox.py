@@ -5,7 +5,7 @@ transaction, appends the event that describes the change to ``outbox``. Debezium
 PostgreSQL connector reads committed outbox inserts from the logical log and its
 outbox event router publishes them to Kafka (services/connect/outbox-connector.json):
 key = ``aggregateid`` (the delivery id), headers ``id`` and ``eventType``, value = the
-``payload`` column (the event envelope of CONTRACT.md §1). A transaction that rolls
+``payload`` column (the event envelope of the contract, section Events). A transaction that rolls
 back never reaches the log, so never reaches Kafka.
 
 ``projector simulate --to-outbox URL`` plays that core with the simulated stream.

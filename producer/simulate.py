@@ -150,7 +150,7 @@ def with_aliases(stream: list[dict[str, Any]], ratio: float, seed: int) -> list[
     return out
 
 
-#: The types a producer can write at version 2 (CONTRACT.md, "Event versions").
+#: The types a producer can write at version 2 (the contract, section Event versions).
 _VERSION_2: Final = {"DeliveryCreated", "DeliveryRiderAssigned", "배달생성", "배차완료"}
 
 

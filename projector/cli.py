@@ -1,6 +1,6 @@
 """`projector`: migrate, run, rebuild, verify, status, dead letters, simulate.
 
-Every command is configured by the environment (CONTRACT.md §4) and by flags of
+Every command is configured by the environment (the contract, section Settings) and by flags of
 the same meaning. Exit 0 on success; otherwise one clear line on stderr.
 """
 

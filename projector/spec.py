@@ -1,4 +1,4 @@
-"""``--from-offset SPEC``: where a rebuild starts, per partition (CONTRACT.md §3).
+"""``--from-offset SPEC``: where a rebuild starts, per partition (the contract, section Commands).
 
 Pure: parsing needs nothing, and ``resolve`` is given the source's beginning and
 end offsets (and, for ``@TIME``, what ``offsets_for_time`` answered) instead of

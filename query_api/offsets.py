@@ -3,7 +3,7 @@
 ``projectionStatus`` and the lag metric ask this; neither may hang on a slow or
 absent broker. Kafka is asked from one worker thread with a short timeout and
 the answer is reused for a few seconds; a file source is answered by counting its
-lines (offset = line number, CONTRACT.md §4). When nothing answers in time the
+lines (offset = line number, the contract, section Settings). When nothing answers in time the
 end is unknown (``None``) and the API says so with a null ``endOffset``.
 """
 

@@ -1,4 +1,4 @@
-"""The GraphQL schema of CONTRACT.md §2: queries, the subscription, and the safety net.
+"""The contract's GraphQL schema (section GraphQL API): queries, subscription, safety net.
 
 ``schema`` (module level, development settings) is what
 ``strawberry export-schema query_api.schema:schema`` prints into

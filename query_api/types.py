@@ -1,4 +1,4 @@
-"""The GraphQL object types of CONTRACT.md §2, built from read-model rows."""
+"""The GraphQL object types of the contract (section GraphQL API), built from read-model rows."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The event envelope and catalogue: how one raw message becomes one event.
 
-This module is the contract of section 1 of CONTRACT.md in code. It imports only
+This module is section Events of the contract in code. It imports only
 the standard library and orjson (a faster parser for the common case) so that
 both the projector and its tests can use it without a database or a broker.
 Every way a message can be unreadable maps to one stable ``ErrorCode`` and a
@@ -128,7 +128,7 @@ class Event:
 
     @property
     def sort_key(self) -> tuple[datetime, int, str]:
-        """The fold order of CONTRACT.md rule 1: time, sequence (absent is 0), event id."""
+        """The fold order of the contract's folding rule 1: time, sequence (0 if absent), id."""
         return (self.occurred_at, self.sequence or 0, self.event_id)
 
     @property
@@ -289,7 +289,7 @@ def _check_data_storable(shape: Shape | None, data: Mapping[str, Any]) -> None:
 
     A lone surrogate (``\\ud800``) cannot be written as UTF-8 anywhere in it. A NUL
     (``\\u0000``) is refused only in a field this event type reads; in any other
-    field it is kept (CONTRACT.md: unknown fields are kept, never an error), and the
+    field it is kept (the contract, section Events: unknown fields are kept), and the
     store writes it as its database can (``projector.store.rows.jsonb_text``).
     """
     stack: list[Any] = [data]
@@ -575,8 +575,9 @@ def _check_data(
         return None if found is None else occurred_at + timedelta(minutes=found)
     eta = times.get("estimatedDeliveryAt")
     if eta is None and data.get("estimatedDeliveryAt") is not None:
-        # Every version-1 type reads it when present (CONTRACT.md: only the ETA
-        # types use it, but an unreadable one is an unreadable time).
+        # Every version-1 type reads it when present (the contract, section Event
+        # catalogue: only the ETA types use it, but an unreadable one is an unreadable
+        # time).
         eta = parse_time(data["estimatedDeliveryAt"], source_tz, "data.estimatedDeliveryAt")
     return eta
 

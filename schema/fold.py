@@ -1,7 +1,7 @@
 """The pure fold: a delivery's distinct events -> its current row.
 
 This module imports only the standard library and ``schema.events``: no database,
-no broker. ``fold`` is the definition (CONTRACT.md, "Folding rules"); ``apply`` is
+no broker. ``fold`` is the definition (the contract, section Folding rules); ``apply`` is
 one step of it, which the projector uses incrementally while events arrive in
 order, and ``fold`` again when one arrives late.
 

@@ -1,4 +1,4 @@
-"""A JSON Lines file as an event source (CONTRACT.md §4, ``EVENT_SOURCE``): its one rule.
+"""A JSON Lines file as an event source (the contract's ``EVENT_SOURCE``): its one rule.
 
 The file is one partition (0) of a topic named by the file's absolute path; a
 message's offset is its line number from 0. A line of only white space holds no

@@ -1,4 +1,4 @@
-"""The delivery states (CONTRACT.md §2 ``DeliveryState``): one definition, fold and API alike."""
+"""The delivery states (the contract's ``DeliveryState``): one definition, fold and API alike."""
 
 from __future__ import annotations
 

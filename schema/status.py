@@ -1,7 +1,8 @@
 """Read-only queries on the projection's own state, shared by `projector status` and the API.
 
 They live in ``schema`` because both sides must answer ``ProjectionStatus`` the
-same way (CONTRACT.md §2): counts over the served generation, offsets per partition.
+same way (the contract, section GraphQL API): counts over the served generation,
+offsets per partition.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Event versions: the shape of each (type, version) and the upcasters between them.
 
-Producers evolve their events (CONTRACT.md §1, "Event versions"). This module says,
+Producers evolve their events (the contract, section Event versions). This module says,
 as data, what each version of each known type holds in ``data`` (``SHAPES``: the
 catalogue that ``schema/catalogue/*.json`` publishes), and how an event of one
 version becomes the next (``UPCASTERS``). The fold reads only the newest shape of

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from query_api.errors import UserInputError
 
-#: The largest `first` of any list (CONTRACT.md §2): above it the resolvers refuse.
+#: The largest `first` of any list (the contract, section GraphQL API): above it the
+#: resolvers refuse.
 MAX_FIRST = 500
 #: The most events of one delivery a time-travel fold reads (as ``history(first:)`` at most).
 FOLD_LIMIT = 500
