@@ -1,8 +1,8 @@
 """A query's cost, estimated from its parsed document before any SQL runs.
 
 Depth, alias and token limits all let through 30 aliases of
-``deliveries(first: 500) { ... history(first: 5) }``, which held the old API for
-8-14 s. What such a query commits to is visible in its text: every field with a
+``deliveries(first: 500) { ... history(first: 5) }``, which holds an API without this
+estimate for 8-14 s. What such a query commits to is visible in its text: every field with a
 ``first`` argument is a statement (or a share of one batched statement) returning
 up to ``first`` rows per parent. The estimate charges each such field its
 ``first`` (a literal, a variable's value or default, else the schema's default),
