@@ -19,7 +19,7 @@ from projector.rebuild.context import RebuildContext, catch_up, start_offsets
 from projector.rebuild.requests import VerifyRequest
 from projector.settings import Settings
 from projector.sources.base import TopicPartition
-from projector.store import ReadModelStore
+from projector.store import ProjectionStore
 from projector.store.verify import diff_generations
 from schema.lifecycle import GenerationPurpose
 
@@ -69,7 +69,7 @@ def run_verify(settings: Settings, request: VerifyRequest) -> Summary:
 
 
 def _live_limits(
-    store: ReadModelStore,
+    store: ProjectionStore,
     live: int,
     partitions: list[TopicPartition],
     starts: dict[TopicPartition, int],
