@@ -1,7 +1,7 @@
 """Version-1 and version-2 forms of the same event, for the property and integration tests.
 
 ``as_v2`` and ``as_v1`` rewrite a message body as the contract's version table
-reads it (CONTRACT.md §1, "Event versions"); they are written from the contract,
+reads it (the contract, section Event versions); they are written from the contract,
 independently of ``schema.versions``' upcasters, so a test comparing the two
 forms checks the upcasters instead of repeating them.
 """

@@ -6,7 +6,7 @@ shuffled within a window, and a random 10% of the events published a second time
 later on. The read model must equal the pure fold of the whole log.
 
 Scenario 7, poison at scale: 1% of the messages come from a catalogue of malformed
-inputs (CONTRACT.md §1 "Bad input"), plus a few payloads just under the broker's
+inputs (the contract, section Bad input), plus a few payloads just under the broker's
 message size limit. Each one must become a dead letter at its own position with the
 expected error code, nothing else may (unknown event types, a key that differs from
 the body's deliveryId, and a valid event near the size limit are not bad input),
@@ -346,7 +346,7 @@ def near_limit_poison(limit: int) -> tuple[Poison, ...]:
 
 
 def controls(stream: list[dict[str, Any]], limit: int, rng: random.Random) -> list[LogRecord]:
-    """Valid messages that look odd but are not bad input (CONTRACT.md §1)."""
+    """Valid messages that look odd but are not bad input (the contract, section Events)."""
     out: list[LogRecord] = []
     ids = sorted({e["deliveryId"] for e in stream})
     for n in range(max(3, len(stream) // 1_000)):

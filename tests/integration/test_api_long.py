@@ -1,4 +1,4 @@
-"""``Long`` (CONTRACT.md §2): sequences and offsets beyond 32 bits, up to 2^63-1, end to end.
+"""``Long`` (the contract, section GraphQL API): sequences and offsets beyond 32 bits, up to 2^63-1, end to end.
 
 The projector stores a Kafka offset and an outbox sequence as 64-bit integers;
 the API must hand them back exactly, never as null with an error.

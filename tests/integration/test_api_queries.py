@@ -1,5 +1,5 @@
 # ruff: noqa: F811 - `read_model` is a fixture imported from tests.api_support
-"""The contract's queries (CONTRACT.md §2) over small projected streams, SQLite and PostgreSQL."""
+"""The contract's queries (section GraphQL API) over small projected streams, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

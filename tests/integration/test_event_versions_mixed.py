@@ -1,6 +1,6 @@
 """Mixed-version streams (v1, v2, an unknown v3, malformed versions) projected from a
 real Kafka topic with headers and from a file, on SQLite and PostgreSQL: they fold
-exactly as the contract says (CONTRACT.md §1, "Event versions")."""
+exactly as the contract says (section Event versions)."""
 
 from __future__ import annotations
 

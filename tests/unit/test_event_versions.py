@@ -1,4 +1,4 @@
-"""``eventVersion``: read from the body, else the Kafka header, else 1 (CONTRACT.md §1)."""
+"""``eventVersion``: read from the body, else the Kafka header, else 1 (the contract, section Event versions)."""
 
 from __future__ import annotations
 

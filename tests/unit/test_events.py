@@ -1,4 +1,4 @@
-"""Parsing one raw message into an event: every rule of CONTRACT.md section 1."""
+"""Parsing one raw message into an event: every rule of the contract's section Events."""
 
 from __future__ import annotations
 

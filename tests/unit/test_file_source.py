@@ -1,4 +1,4 @@
-"""The JSON Lines file source: partition 0, offset = line number (CONTRACT.md §4, EVENT_SOURCE)."""
+"""The JSON Lines file source: partition 0, offset = line number (the contract's EVENT_SOURCE)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pure fold: every folding rule and every transition of the catalogue (CONTRACT.md §1)."""
+"""The pure fold: every folding rule and every transition of the catalogue (the contract, section Events)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The contract's settings (CONTRACT.md §4) mean the same to `projector` and `query-api`."""
+"""The contract's settings (its section Settings) mean the same to `projector` and `query-api`."""
 
 from __future__ import annotations
 
