@@ -85,6 +85,9 @@ class ReadDatabase:
         if self.sqlite and self.timeout > 0:
             _install_interrupts(self.engine)
         self.heavy_loop: asyncio.AbstractEventLoop | None = None
+        #: Told each admission that had to wait: (lane, seconds waited, refused as busy);
+        #: the metrics' (``query_api.metrics``). The fast path, a free slot, tells nothing.
+        self.on_wait: Callable[[str, float, bool], None] | None = None
         # Limiters belong to one event loop: (slots, threads) per loop, made there.
         self._limits: dict[asyncio.AbstractEventLoop, _Limits] = {}
 
@@ -110,11 +113,17 @@ class ReadDatabase:
             return slots
         except anyio.WouldBlock:
             pass
+        started = time.monotonic()
+        lane = "heavy" if asyncio.get_running_loop() is self.heavy_loop else "main"
         try:
             with anyio.fail_after(self.settings.queue_timeout_seconds):
                 await slots.acquire_on_behalf_of(holder)
+            if self.on_wait is not None:
+                self.on_wait(lane, time.monotonic() - started, False)
             return slots
         except TimeoutError:
+            if self.on_wait is not None:
+                self.on_wait(lane, time.monotonic() - started, True)
             raise Busy(
                 "the API is busy: no database slot freed within "
                 f"{self.settings.queue_timeout_seconds:g}s; try again"

@@ -55,6 +55,24 @@ class Metrics:
             ["operation", "type"],
             registry=self.registry,
         )
+        #: Operations that found every database slot of their lane taken (the pool's
+        #: queue, ``query_api.database``): how long they waited, and those refused as busy.
+        self.db_waits = Histogram(
+            "query_api_db_queue_wait_seconds",
+            "Waits for a database slot (only operations that found none free), by lane",
+            ["lane"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.db_busy = Counter(
+            "query_api_db_busy",
+            "Operations refused as busy: no database slot freed within the queue timeout",
+            ["lane"],
+            registry=self.registry,
+        )
+        for lane in ("main", "heavy"):  # both series exist from the start (dashboards, alerts)
+            self.db_waits.labels(lane)
+            self.db_busy.labels(lane)
         self._names: set[str] = set()
         self._lock = threading.Lock()
 
@@ -76,8 +94,15 @@ class Metrics:
         self.operations.labels(label, kind, outcome).inc()
         self.latency.labels(label, kind).observe(seconds)
 
+    def db_wait(self, lane: str, seconds: float, busy: bool) -> None:
+        """``ReadDatabase.on_wait``: thread-safe (the heavy lane calls it from its thread)."""
+        self.db_waits.labels(lane).observe(seconds)
+        if busy:
+            self.db_busy.labels(lane).inc()
+
     def bind(self, services: Services) -> None:
         self.registry.register(ProjectionCollector(services))
+        services.database.on_wait = self.db_wait
 
     def bind_websockets(self, sockets: Counts, operations: Counts) -> None:
         self.registry.register(WebSocketCollector(sockets, operations))
