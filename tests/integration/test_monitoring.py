@@ -2,8 +2,8 @@
 
 - promtool checks the rules and runs their unit tests (monitoring/prometheus/rules.test.yml).
 - After a real run (Kafka, `projector run`, a rebuild under way, the query API asked
-  good and bad queries), every metric and every label a dashboard panel uses is in
-  the API's /metrics.
+  good and bad queries and holding a WebSocket subscription), every metric and every
+  label a dashboard panel uses is in the API's /metrics.
 - Scenario: the projector stops while events keep coming; /metrics is scraped as
   Prometheus would, the scrapes become a promtool test, and the lag alert fires on
   them; the projector comes back and reads dead letters: that alert fires too.
@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -167,6 +168,32 @@ def _series(scrapes: list[str], metric: str) -> dict[str, list[float]]:
     return out
 
 
+async def _scrape_with_a_subscription(base: str) -> str:
+    """/metrics while a WebSocket holds one subscription (the WebSocket panels' metrics)."""
+    from websockets.asyncio.client import connect
+
+    async with connect(f"ws://{base}/graphql",
+                       subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), timeout=10))["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
+            "query": 'subscription { deliveryUpdated(id: "A-0") { id } }'}}))
+        for _ in range(100):  # until the server runs it (bounded)
+            text = await asyncio.to_thread(_scrape, base)
+            if _value(text, "query_api_websocket_operations") == 1:
+                return text
+            await asyncio.sleep(0.1)
+        return text
+
+
+def _value(text: str, name: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return float(sample.value)
+    return None
+
+
 def test_dashboards_use_only_what_metrics_serves_and_alerts_fire_on_a_stopped_projector(
     pg_url: str, kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path,
 ) -> None:
@@ -190,6 +217,9 @@ def test_dashboards_use_only_what_metrics_serves_and_alerts_fire_on_a_stopped_pr
                       "query BackOfficeList { deliveries(first: 0) { totalCount } }",
                       "query Status { projectionStatus { generation } }"):
             httpx.post(f"http://{base}/graphql", json={"query": query}, timeout=10)
+        with_socket = asyncio.run(_scrape_with_a_subscription(base))
+        assert _value(with_socket, "query_api_websockets") == 1
+        assert _value(with_socket, "query_api_websocket_operations") == 1
         scrapes.append(_scrape(base))                       # caught up
         publish(kafka_bootstrap, topic, _events("B", 30, 11) + _bad("B", 6))
         scrapes.append(_scrape(base))                       # projector stopped: lag
