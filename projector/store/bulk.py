@@ -122,6 +122,7 @@ class BulkLoad:
                             copies=dict.fromkeys(starts, 0))
         with self.engine.connect() as conn, conn.begin():
             raw = conn.connection.driver_connection
+            assert raw is not None  # a checked-out connection always has its driver's
             raw.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
             raw.execute(f"SET LOCAL maintenance_work_mem = '{MAINTENANCE_WORK_MEM}'")
             partitions.create_bare(conn, generation)
