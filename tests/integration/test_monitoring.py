@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api_support import live_server, settings_for
+from tests.api_support import copy_stream, live_server, project, settings_for
 from tests.fault.support import LogRecord, publish
 from tests.helpers import ROOT, encode, make_event, projector_env, run_projector, unique
 
@@ -237,6 +238,7 @@ def test_dashboards_use_only_what_metrics_serves_and_alerts_fire_on_a_stopped_pr
         finally:
             engine.dispose()
         during_rebuild = _scrape(base)
+        scraped_at = time.time()
 
     served = _served(during_rebuild)
     missing = []
@@ -275,5 +277,63 @@ def test_dashboards_use_only_what_metrics_serves_and_alerts_fire_on_a_stopped_pr
             {"eval_time": "13m", "alertname": "ProjectionDeadLetters", "exp_alerts": [
                 {"exp_labels": {"severity": "warning", **labels_of(s)}} for s in with_dead]},
         ]}]}
+    # The same scrapes on promtool's clock (the scrape at 0): the rebuild's generation never
+    # beats again, so ProjectionRebuildStalled fires; the newest event served is days old
+    # (the events' times are fixed) while messages wait: ProjectionFreshnessOverBound fires.
+    beat = _value(during_rebuild, "projection_rebuild_heartbeat_timestamp_seconds")
+    newest = _value(scrapes[2], "projection_last_event_timestamp_seconds")
+    assert _value(during_rebuild, "projection_rebuild_running") == 1
+    assert beat is not None and abs(beat - scraped_at) < 60 and newest is not None
+    waiting = {name: vs[2] for name, vs in lag.items() if vs[2] > 0}
+    assert waiting, lag
+    tests["tests"].append({
+        "interval": "1m",
+        "input_series": [
+            {"series": "projection_rebuild_running", "values": "1x12"},
+            {"series": "projection_rebuild_heartbeat_timestamp_seconds",
+             "values": f"{beat - scraped_at:g}x12"},
+            {"series": "projection_last_event_timestamp_seconds",
+             "values": f"{newest - scraped_at:g}x12"},
+            *({"series": name, "values": f"{v:g}x12"} for name, v in waiting.items()),
+        ],
+        "alert_rule_test": [
+            {"eval_time": "4m", "alertname": "ProjectionRebuildStalled", "exp_alerts": []},
+            {"eval_time": "7m", "alertname": "ProjectionRebuildStalled", "exp_alerts": [
+                {"exp_labels": {"severity": "warning"}}]},
+            {"eval_time": "3m", "alertname": "ProjectionFreshnessOverBound", "exp_alerts": []},
+            {"eval_time": "7m", "alertname": "ProjectionFreshnessOverBound", "exp_alerts": [
+                {"exp_labels": {"severity": "warning"}}]},
+        ]})
     _run_promtool_tests(tmp_path, tests)
     (tmp_path / "scrapes.txt").write_text("\n# --- next scrape ---\n".join(scrapes))
+
+
+def test_the_error_ratio_alert_fires_on_operations_that_really_fail(tmp_path: Path) -> None:
+    """A client whose every fourth operation fails (a `first` out of bounds): the API's
+    own counters, scraped once a "minute", make ``QueryApiErrorRatio`` fire after its
+    10 minutes, and not before."""
+    stream = copy_stream("api_happy.jsonl", tmp_path)
+    url = f"sqlite:///{tmp_path / 'rm.db'}"
+    project(url, stream)
+    good = 'query Probe { delivery(id: "D-1001") { id state } }'
+    bad = 'query Probe { deliveries(first: 0) { totalCount } }'
+    scrapes: list[str] = []
+    with live_server(settings_for(url, stream)) as (base, _app):
+        scrapes.append(_scrape(base))
+        for _minute in range(16):
+            for query in (good, good, good, bad):
+                httpx.post(f"http://{base}/graphql", json={"query": query}, timeout=10)
+            scrapes.append(_scrape(base))
+    operations = _series(scrapes, "query_api_graphql_operations_total")
+    failed = [name for name in operations if 'outcome="error"' in name]
+    assert failed and all(operations[name][-1] == 16 for name in failed), operations
+    tests = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": name, "values": " ".join(f"{v:g}" for v in values)}
+                         for name, values in operations.items()],
+        "alert_rule_test": [
+            {"eval_time": "5m", "alertname": "QueryApiErrorRatio", "exp_alerts": []},
+            {"eval_time": "16m", "alertname": "QueryApiErrorRatio", "exp_alerts": [
+                {"exp_labels": {"severity": "warning"}}]},
+        ]}]}
+    _run_promtool_tests(tmp_path, tests)
