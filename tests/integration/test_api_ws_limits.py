@@ -1,5 +1,6 @@
 """WebSocket limits against a real server (issue #20), on the SQLite read model:
-the connection-init timeout, and one shared change poll for every subscriber."""
+the connection-init timeout, and one shared change poll for every subscriber, on the
+heavy lane's loop (the flood: tests/fault/test_ws_flood.py)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,9 @@ def test_sqlite_subscribers_share_one_poll(tmp_path: Path) -> None:
                                               "payload": {"query": query}}))
             await asyncio.to_thread(wait_until, lambda: feed.subscriber_count == 200,
                                     timeout=30, message="200 subscribers")
+            # subscriptions run on the heavy lane: the feed's poll lives on the lane's loop
+            lane = app.state.services.heavy.loop
+            assert lane is not None and feed._listener.get_loop() is lane
             event.listen(app.state.services.engine, "before_cursor_execute", count)
             for _ in range(60):  # until the subscribers' first reads are done (bounded)
                 seen = len(statements)
