@@ -19,6 +19,7 @@ from projector.settings import Settings
 from projector.sources import open_source
 from projector.stall import StallWatch
 from projector.store import SqlStore
+from projector.store.bulk import BulkLoad
 from projector.store.lifecycle import SqlGenerations
 from schema.db import SchemaError, ensure_migrated, make_engine, migrate
 
@@ -86,6 +87,13 @@ def open_store(settings: Settings, engine: Engine, *, watch_stalls: bool = False
 def open_generations(engine: Engine) -> SqlGenerations:
     """The generation lifecycle (a rebuild's, verify's) on ``engine``."""
     return SqlGenerations(engine)
+
+
+def open_bulk_loader(settings: Settings, engine: Engine) -> BulkLoad | None:
+    """A rebuild's bulk loader: on PostgreSQL unless ``PROJECTOR_REBUILD_BULK=0``."""
+    if not settings.rebuild_bulk or engine.dialect.name != "postgresql":
+        return None
+    return BulkLoad(engine, open_parser(settings))
 
 
 def open_parser(settings: Settings) -> BatchParser:

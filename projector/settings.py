@@ -54,6 +54,9 @@ class Settings(SharedSettings):
     # The largest message (key + value + headers) projected as an event; a larger one is
     # a dead letter MESSAGE_TOO_LARGE, its bytes kept (projector/batch.py).
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # A rebuild into a new generation on PostgreSQL starts with a bulk load of its own
+    # partitions (projector/rebuild/bulk.py); 0 replays the live path instead (issue #17).
+    rebuild_bulk: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +89,7 @@ class Settings(SharedSettings):
                 max_message_bytes=shared.integer(
                     env, "PROJECTOR_MAX_MESSAGE_BYTES", defaults.max_message_bytes
                 ),
+                rebuild_bulk=shared.flag(env, "PROJECTOR_REBUILD_BULK", defaults.rebuild_bulk),
             )
         except SettingError as exc:
             raise ConfigError(str(exc)) from None

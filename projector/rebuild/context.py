@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from projector import retention
 from projector.batch import BatchParser
 from projector.bootstrap import (
+    open_bulk_loader,
     open_engine,
     open_generations,
     open_parser,
@@ -33,6 +34,7 @@ from projector.settings import Settings
 from projector.sources.base import MessageSource, TopicPartition
 from projector.spec import OffsetSpec, resolve
 from projector.store import GenerationLifecycle, ReadModelStore
+from projector.store.bulk import BulkLoad
 
 log = logging.getLogger("projector.rebuild")
 
@@ -49,6 +51,8 @@ class RebuildContext:
     generations: GenerationLifecycle
     parser: BatchParser
     owner: str
+    #: The bulk loader of a new generation's first round (None: replay the live path).
+    bulk: BulkLoad | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> RebuildContext:
@@ -59,6 +63,7 @@ class RebuildContext:
             open_generations(engine),
             open_parser(settings),
             owner_name(),
+            open_bulk_loader(settings, engine),
         )
 
     def assigned_source(self) -> tuple[MessageSource, list[TopicPartition]]:

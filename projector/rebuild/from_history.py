@@ -16,6 +16,7 @@ import logging
 
 from projector.loop import Mode, Totals
 from projector.progress import Progress, Summary
+from projector.rebuild import bulk
 from projector.rebuild.context import RebuildContext, catch_up
 from projector.rebuild.switch import Build, retire
 from projector.sources.base import TopicPartition
@@ -30,8 +31,10 @@ HISTORY_SPEC = "history"
 
 def from_history(ctx: RebuildContext, *, keep_old: bool) -> Summary:
     """Build a new generation from the served one's history, catch up, switch, retire."""
+    in_bulk = bulk.applies(ctx)
     new, old = ctx.generations.create(
-        purpose=GenerationPurpose.REBUILD, from_spec=HISTORY_SPEC, owner=ctx.owner
+        purpose=GenerationPurpose.REBUILD, from_spec=HISTORY_SPEC, owner=ctx.owner,
+        partitions=not in_bulk,
     )
     log.info("building generation %s from the history of generation %s", new, old)
     build = Build(ctx, new, old, Summary("rebuild", "from-history", HISTORY_SPEC, new, old))
@@ -41,16 +44,19 @@ def from_history(ctx: RebuildContext, *, keep_old: bool) -> Summary:
     except BaseException:
         build.release()
         raise
-    continue_from_history(build)
+    continue_from_history(build, in_bulk=in_bulk)
     retire(ctx, build.summary, keep_old)
     return build.summary
 
 
-def continue_from_history(build: Build) -> None:
-    """Replay ``old``'s history from ``new``'s stored offsets, then the topic; switch."""
+def continue_from_history(build: Build, *, in_bulk: bool = False) -> None:
+    """Replay ``old``'s history from ``new``'s stored offsets, then the topic; switch.
+
+    ``in_bulk``: the history is bulk-loaded (``bulk``) into ``new``'s bare tables.
+    """
     ctx = build.ctx
     try:
-        totals = _replay_history(build)
+        totals = _replay_history(build, in_bulk=in_bulk)
     except BaseException:
         build.release()
         raise
@@ -67,7 +73,7 @@ def continue_from_history(build: Build) -> None:
         source.close()
 
 
-def _replay_history(build: Build) -> Totals:
+def _replay_history(build: Build, *, in_bulk: bool = False) -> Totals:
     """``old``'s history into ``new``, up to where ``old`` stands now."""
     ctx, new, old = build.ctx, build.new, build.old
     ends = ctx.store.offsets(old)
@@ -79,6 +85,14 @@ def _replay_history(build: Build) -> Totals:
     source = HistorySource(ends, ctx.generations.history_pages(old))
     source.assign(list(ends))
     targets = {tp: max(end, starts.get(tp, 0)) for tp, end in ends.items()}
+    if in_bulk:
+        totals = bulk.bulk_round(build, source, starts, targets)
+        log.info(
+            "history of generation %s bulk-loaded into generation %s: %s messages, %s dead"
+            " letters; catching up from the topic",
+            old, new, totals.messages, totals.dead_letters,
+        )
+        return totals
     with Progress("from-history", starts, also=ctx.heartbeat(new)) as progress:
         projector = ctx.projector(source, Mode.building(new), progress)
         catch_up(projector, targets, "rebuild", new)

@@ -1,7 +1,8 @@
 """A rebuild into a new generation from the topic, and its ``--resume`` and ``--discard``.
 
-Create generation G+1 (``building``), set its offsets to the SPEC, replay into it
-with its own projector (no consumer group; the live one is not disturbed), and once
+Create generation G+1 (``building``), set its offsets to the SPEC, bulk-load it up
+to the end offsets seen now on PostgreSQL (``bulk``), replay into it with its own
+projector (no consumer group; the live one is not disturbed), and once
 it stands at least where the active generation G stands on every partition, switch
 (``switch.Build``). The live projector, which follows the active generation, is
 refused its next batch on G (GenerationChanged) and continues in G+1 from G+1's
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 
 from projector.errors import RebuildError
 from projector.progress import Summary
+from projector.rebuild import bulk
 from projector.rebuild.context import RebuildContext, start_offsets
 from projector.rebuild.from_history import HISTORY_SPEC, continue_from_history
 from projector.rebuild.switch import Build, retire
@@ -40,8 +42,10 @@ def new_generation(
         starts = start_offsets(source, partitions, spec)
         if not allow_empty:
             _refuse_empty(ctx, source, partitions, starts, spec)
+        in_bulk = bulk.applies(ctx)
         new, old = ctx.generations.create(
-            purpose=GenerationPurpose.REBUILD, from_spec=spec.text, owner=ctx.owner
+            purpose=GenerationPurpose.REBUILD, from_spec=spec.text, owner=ctx.owner,
+            partitions=not in_bulk,
         )
         log.info("building generation %s from %s while generation %s serves", new, spec.text, old)
         build = Build(ctx, new, old, Summary("rebuild", "new-generation", spec.text, new, old))
@@ -50,7 +54,12 @@ def new_generation(
         except BaseException:
             build.release()
             raise
-        build.replay_and_switch(source, partitions, starts)
+        if in_bulk:
+            totals = bulk.bulk_round(build, source, starts, source.end_offsets(partitions))
+            stored = ctx.store.offsets(new)
+            build.replay_and_switch(source, partitions, stored, totals=totals)
+        else:
+            build.replay_and_switch(source, partitions, starts)
     finally:
         source.close()
     retire(ctx, build.summary, keep_old)

@@ -130,7 +130,12 @@ class GenerationLifecycle(Protocol):
 
     def events_held(self) -> tuple[int, int]: ...
 
-    def create(self, *, purpose: str, from_spec: str, owner: str) -> tuple[int, int]: ...
+    def create(
+        self, *, purpose: str, from_spec: str, owner: str, partitions: bool = True
+    ) -> tuple[int, int]:
+        """A new building generation: (new, active). ``partitions=False``: its tables
+        are left to a bulk load (PostgreSQL, ``projector.store.bulk``)."""
+        ...
 
     def take_over(self, generation: int, owner: str) -> None: ...
 

@@ -34,8 +34,12 @@ class SqlGenerations:
     def events_held(self) -> tuple[int, int]:
         return generations.events_held(self.engine)
 
-    def create(self, *, purpose: str, from_spec: str, owner: str) -> tuple[int, int]:
-        return generations.create(self.engine, purpose=purpose, from_spec=from_spec, owner=owner)
+    def create(
+        self, *, purpose: str, from_spec: str, owner: str, partitions: bool = True
+    ) -> tuple[int, int]:
+        return generations.create(
+            self.engine, purpose=purpose, from_spec=from_spec, owner=owner, partitions=partitions
+        )
 
     def take_over(self, generation: int, owner: str) -> None:
         generations.take_over(self.engine, generation, owner)

@@ -20,7 +20,7 @@ from projector.loop import Mode, Projector
 from projector.sources.file import FileSource
 from projector.store import SqlStore
 from projector.store import generations as lifecycle
-from projector.store.bulk import BulkLoad
+from projector.store.bulk import FOLD_CACHE, BulkLoad
 from schema.db import make_engine, migrate
 from schema.tables import dead_letters, deliveries, delivery_events, projection_offsets
 
@@ -73,11 +73,14 @@ def _live(engine: Engine, path: Path) -> Any:
     return projector.run(until_caught_up=True)
 
 
+@pytest.mark.parametrize("cache", [FOLD_CACHE, 2], ids=["cache", "tiny-cache"])
 @pytest.mark.parametrize("stream", [*STREAMS, "simulated"],
                          ids=lambda s: s if isinstance(s, str) else s.stem)
 def test_a_bulk_load_leaves_what_the_live_path_leaves(
-    pg_url: str, tmp_path: Path, stream: Path | str
+    pg_url: str, tmp_path: Path, stream: Path | str, cache: int
 ) -> None:
+    """``tiny-cache``: two deliveries held, so nearly every delivery leaves the stream
+    fold and comes back, and is refolded from the history."""
     path = _simulated(tmp_path / "sim.jsonl") if stream == "simulated" else stream
     assert isinstance(path, Path)
     engine = make_engine(pg_url)
@@ -92,12 +95,14 @@ def test_a_bulk_load_leaves_what_the_live_path_leaves(
         source.assign(partitions)
         starts = source.beginning_offsets(partitions)
         SqlStore(engine).set_offsets(new, starts)
-        result = BulkLoad(engine).load(new, source, starts, source.end_offsets(partitions))
+        result = BulkLoad(engine, cache=cache).load(
+            new, source, starts, source.end_offsets(partitions))
         live = snapshot(engine, old)
         assert snapshot(engine, new) == live
         assert live["rows"] and live["history"]
         if stream == "simulated":
             assert totals.duplicates > 10 and totals.dead_letters == 2
+            assert result.refolded > (100 if cache == 2 else 5)  # late events, copies
         assert (result.messages, result.applied, result.duplicates, result.dead_letters) == (
             totals.messages, totals.applied, totals.duplicates, totals.dead_letters)
     finally:

@@ -165,7 +165,8 @@ def test_killed_rebuild_leaves_live_serving_then_discard_and_resume(stream: Stre
     stream.produce(simulated(500, seed=5, prefix="bulk-"))  # enough to be caught midway
     run_projector(["run", "--until-caught-up"], stream.env)
     slow = ["rebuild", "--batch-size", "1", "--batch-max-wait-ms", "10"]
-    first = start_projector(slow, stream.env)
+    replay = {**stream.env, "PROJECTOR_REBUILD_BULK": "0"}  # killed midway through a replay
+    first = start_projector(slow, replay)
     wait_until(lambda: 2 in gens(stream.db_url), timeout=60, message="generation 2")
     # One rebuild at a time: a second is refused, naming the running one.
     second = run_projector(["rebuild"], stream.env, check=False)
@@ -186,7 +187,7 @@ def test_killed_rebuild_leaves_live_serving_then_discard_and_resume(stream: Stre
     nothing = run_projector(["rebuild", "--resume"], stream.env, check=False)
     assert nothing.returncode == 1 and "no interrupted rebuild" in nothing.stderr
 
-    again = start_projector(slow, stream.env)
+    again = start_projector(slow, replay)
     kill_when_building(again, stream.db_url, 3)
     assert_serves(stream, 1)
     partial = sum(offsets(stream.db_url, 3).values())

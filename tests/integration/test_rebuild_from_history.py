@@ -173,7 +173,7 @@ def test_a_rebuild_from_the_history_killed_midway_is_resumed_from_its_offsets(
     served = _model(stream.db_url, 1)
 
     proc = start_projector(["rebuild", "--from-history", "--keep-old", "--batch-size", "2"],
-                           stream.env)
+                           {**stream.env, "PROJECTOR_REBUILD_BULK": "0"})  # killed in a replay
     kill_when_building(proc, stream.db_url, 2, at_least=40)
     assert gens(stream.db_url)[2] == ("building", "rebuild")
     assert sum(offsets(stream.db_url, 2).values()) < sum(offsets(stream.db_url, 1).values())
