@@ -243,16 +243,15 @@ def _histories(active: bool, after: bool, bound: FoldBound | None = None) -> Sel
     """The statement of ``histories``; ``:ids``, ``:first_plus_one``, ``:max_bytes``, the
     cursor and the time-travel bound (``_bound_shape``) bound.
 
-    Each row carries its payload's size (``data_bytes``) and the running total of the
-    page's sizes in result order (``data_running``); its ``data`` is returned only while
-    that total is within ``:max_bytes`` (``query_api.limits.payload``): a page of large
+    Each row carries the running total of its payload's size and those before it, in
+    result order (``data_running``); its ``data`` is returned only while that total is
+    within ``:max_bytes`` (``query_api.limits.payload``): a page of large
     payloads is measured in the database and none of them is sent."""
     generation: Generation = ACTIVE if active else 0
     inner = (
         select(
             delivery_events,
             func.count().over(partition_by=e.delivery_id).label("total"),
-            payload_bytes(e.data).label("data_bytes"),
         )
         .where(
             _generation_of(e.generation, generation),
@@ -284,7 +283,9 @@ def _histories(active: bool, after: bool, bound: FoldBound | None = None) -> Sel
         )
     numbered = middle.subquery("numbered")
     n = numbered.c
-    running = func.sum(n.data_bytes).over(order_by=(n.delivery_id, n.rn))
+    # measured after the page's rows are chosen (a window runs after WHERE): a long
+    # history's other events are never measured
+    running = func.sum(payload_bytes(n.data)).over(order_by=(n.delivery_id, n.rn))
     served = type_coerce(
         case((running <= bindparam("max_bytes", type_=BigInteger()), n.data), else_=null()),
         e.data.type,
@@ -322,13 +323,16 @@ def histories(
                       after_event_id=after.event_id)
     grouped: dict[str, list[RowMapping]] = {}
     totals: dict[str, int] = {}
-    sizes: dict[str, int] = {}
+    sizes: dict[str, int] = {}  # each delivery's last running total, then its own bytes
     statement = _histories(not isinstance(generation, int), after is not None,
                            _bound_shape(bound))
     for row in conn.execute(statement, params).mappings():
         grouped.setdefault(row["delivery_id"], []).append(row)
         totals[row["delivery_id"]] = int(row["total"])
-        sizes[row["delivery_id"]] = sizes.get(row["delivery_id"], 0) + int(row["data_bytes"] or 0)
+        sizes[row["delivery_id"]] = row["data_running"]
+    before = 0
+    for delivery_id, running in sizes.items():  # result order: by delivery id
+        sizes[delivery_id], before = int(running or 0) - before, int(running or 0)
     missing = [i for i in ids if i not in totals]
     if missing and after is not None:  # every event is before the cursor: count them apart
         totals.update(_event_counts(conn, generation, missing, bound))
