@@ -103,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if base is not None and (base / "read_model.db").exists():
             for name in ("read_model.db", "stream.jsonl", "new.jsonl"):
                 shutil.copyfile(base / name, work / name)
+            _projector(["migrate"], env)  # kept by an older build, perhaps
             _say(f"read model of {base}")
         else:
             if args.stream:
