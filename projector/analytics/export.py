@@ -44,6 +44,7 @@ from projector.analytics.layout import (
     DELIVERY_COLUMNS,
     EVENTS_ARROW,
     SNAPSHOT_OF_PROPERTY,
+    SNAPSHOT_WHOLE_PROPERTY,
 )
 from projector.analytics.settings import AnalyticsSettings
 from projector.analytics.window import (
@@ -60,6 +61,11 @@ log = logging.getLogger("projector.analytics")
 #: Above this many deliveries to fold, an incremental export reads the whole history
 #: in one scan instead of the histories of those deliveries by id.
 WHOLE_HISTORY_ABOVE = 50_000
+#: A first export of at least this many events shows a progress bar (on a terminal).
+PROGRESS_FROM = 100_000
+#: The deliveries snapshot is read whole from the read model at least this often;
+#: in between, an export replaces only the rows of the deliveries it read events of.
+SNAPSHOT_WHOLE_EVERY: Final = timedelta(hours=1)
 
 
 @dataclass
@@ -95,6 +101,8 @@ class Plan:
     dropped: int
     started: float = field(default_factory=time.monotonic)
     bar: Any = None
+    #: ``current`` was read whole from the read model (not the last snapshot patched).
+    whole: bool = True
 
     @property
     def mark(self) -> str:
@@ -150,17 +158,19 @@ class Exporter:
                 settle=timedelta(seconds=self.settings.settle_seconds),
             )
             wanted: pa.ChunkedArray | None = None
+            changed: pa.ChunkedArray | None = None
             dropped = 0
+            bar = None
             if window.first:
-                bar = self._bar()
                 history = source.history(generation, window.upper)
+                bar = self._bar(history.num_rows)
             else:
-                bar = None
                 candidates = source.window(generation, window.lower, window.upper)
                 fresh = candidates.filter(
                     _not_in_lake(candidates, events, window, state.watermark)
                 )
                 dropped = candidates.num_rows - fresh.num_rows
+                changed = candidates.column("delivery_id")
                 wanted = fresh.column("event_id")
                 touched = pc.unique(fresh.column("delivery_id")).to_pylist()
                 scope = None if len(touched) > WHOLE_HISTORY_ABOVE else touched
@@ -170,7 +180,7 @@ class Exporter:
             _step(bar, "folded the ids at each event")
             plan = Plan(events, deliveries, state, window, rows, None, dropped, started)
             if deliveries.properties.get(SNAPSHOT_OF_PROPERTY) != plan.mark:
-                plan.current = _current_rows(source.current(generation, _SERVED), generation)
+                plan.current, plan.whole = _snapshot(source, plan, changed)
             _step(bar, "read the served rows")
             plan.bar = bar
         return plan
@@ -203,7 +213,10 @@ class Exporter:
                     # The first replacement deletes nothing, and pyiceberg warns of it.
                     warnings.simplefilter("ignore", UserWarning)
                     tx.overwrite(plan.current)
-                    tx.set_properties({SNAPSHOT_OF_PROPERTY: plan.mark})
+                    marks = {SNAPSHOT_OF_PROPERTY: plan.mark}
+                    if plan.whole:
+                        marks[SNAPSHOT_WHOLE_PROPERTY] = plan.window.upper.isoformat()
+                    tx.set_properties(marks)
             except (CommitFailedException, ValidationException) as exc:
                 raise ConcurrentExport(
                     f"another writer replaced the deliveries snapshot first ({exc}); "
@@ -221,9 +234,10 @@ class Exporter:
             seconds=time.monotonic() - plan.started,
         )
 
-    def _bar(self) -> Any:
-        """A first export's bar (on a terminal): it reads, folds, writes in a few long steps."""
-        if not self.progress or not sys.stderr.isatty():
+    def _bar(self, events: int) -> Any:
+        """A long first export's bar (on a terminal), by step: it reads, folds and writes
+        column-wise, each step at once."""
+        if not self.progress or events < PROGRESS_FROM or not sys.stderr.isatty():
             return None
         from tqdm import tqdm
 
@@ -299,6 +313,43 @@ def _event_rows(history: pa.Table, wanted: pa.ChunkedArray | None, generation: i
 
 #: The deliveries table's columns that the read model holds (``generation`` is added).
 _SERVED = tuple(n for n in DELIVERY_COLUMNS if n != "generation")
+
+
+def _snapshot(
+    source: reads.Reads, plan: Plan, changed: pa.ChunkedArray | None
+) -> tuple[pa.Table, bool]:
+    """The deliveries snapshot's new rows, and whether they were read whole.
+
+    Reading every served row was most of an incremental export's time. When the
+    snapshot was taken at the events table's last commit, in this generation, the
+    served rows since differ only for deliveries that got an event applied since: the
+    ones of this window's rows, which reach back by the overlap as the events do. So
+    the last snapshot is kept but for those, which are read anew. Whole again: after
+    ``SNAPSHOT_WHOLE_EVERY`` (a row refolded in place by a repair, with no new event,
+    shows then), at a rebuild's switch, when the last commit has no snapshot of its
+    own, or when the patched rows do not count what the read model serves.
+    """
+    state, window, table = plan.state, plan.window, plan.deliveries
+    generation = window.generation
+    whole_at = table.properties.get(SNAPSHOT_WHOLE_PROPERTY)
+    chained = (
+        changed is not None
+        and state.generation == generation
+        and state.watermark is not None
+        and table.properties.get(SNAPSHOT_OF_PROPERTY)
+        == f"{state.generation}@{state.watermark.isoformat()}"
+        and whole_at is not None
+        and window.upper - datetime.fromisoformat(whole_at) < SNAPSHOT_WHOLE_EVERY
+    )
+    if chained and changed is not None:
+        ids = pc.unique(changed)
+        kept = table.scan().to_arrow()
+        kept = kept.filter(pc.invert(pc.is_in(kept.column("delivery_id"), value_set=ids)))
+        fresh = _current_rows(source.current(generation, _SERVED, ids.to_pylist()), generation)
+        rows = pa.concat_tables([kept.cast(DELIVERIES_ARROW), fresh])
+        if rows.num_rows == source.served_count(generation):
+            return rows, False
+    return _current_rows(source.current(generation, _SERVED), generation), True
 
 
 def _current_rows(served: pa.Table, generation: int) -> pa.Table:

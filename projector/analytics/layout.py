@@ -33,6 +33,8 @@ GENERATION_PROPERTY: Final = "delivery.export.generation"
 SINCE_PROPERTY: Final = "delivery.export.generation-since"
 #: On the deliveries table: the events table's watermark its snapshot was taken at.
 SNAPSHOT_OF_PROPERTY: Final = "delivery.export.snapshot-of"
+#: On the deliveries table: the watermark of its last snapshot read whole from the read model.
+SNAPSHOT_WHOLE_PROPERTY: Final = "delivery.export.snapshot-whole-at"
 
 _TS = TimestamptzType()
 

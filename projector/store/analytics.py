@@ -97,10 +97,24 @@ class Reads:
         return self._table(delivery_events, HISTORY_READ, where, params,
                            whole=delivery_ids is None)
 
-    def current(self, generation: int, names: Sequence[str]) -> pa.Table:
-        """The served rows (``names`` of the deliveries table), in no order."""
+    def current(
+        self, generation: int, names: Sequence[str], delivery_ids: Sequence[str] | None = None
+    ) -> pa.Table:
+        """The served rows (``names`` of the deliveries table), in no order; all of them
+        (``delivery_ids`` None) or only these deliveries'."""
         where = f"generation = {self._mark()}"
-        return self._table(deliveries, names, where, [generation], whole=True)
+        params: list[Any] = [generation]
+        if delivery_ids is not None:
+            where += f" AND delivery_id IN {self._ids_set()}"
+            params.append(self._ids_param(sorted(set(delivery_ids))))
+        return self._table(deliveries, names, where, params, whole=delivery_ids is None)
+
+    def served_count(self, generation: int) -> int:
+        """How many rows the generation serves."""
+        query = select(func.count()).select_from(deliveries).where(
+            deliveries.c.generation == generation
+        )
+        return int(self.conn.execute(query).scalar_one())
 
     def _applied(
         self, generation: int, lower: datetime | None, upper: datetime

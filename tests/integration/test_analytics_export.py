@@ -16,9 +16,13 @@ from sqlalchemy import insert, select
 
 from projector.analytics.errors import ConcurrentExport
 from projector.analytics.export import Exporter
-from projector.analytics.layout import GENERATION_PROPERTY, WATERMARK_PROPERTY
+from projector.analytics.layout import (
+    GENERATION_PROPERTY,
+    SNAPSHOT_WHOLE_PROPERTY,
+    WATERMARK_PROPERTY,
+)
 from schema.db import make_engine
-from schema.tables import dead_letters, delivery_events
+from schema.tables import dead_letters, deliveries, delivery_events
 from tests.analytics_support import (
     analytics_settings,
     assert_exactly_once,
@@ -147,6 +151,42 @@ def test_a_batch_committed_late_inside_the_overlap_is_exported_once(lake: dict[s
     assert second["rows"] == 1
     days, rows, distinct = __import__("tests.analytics_support", fromlist=["x"]).lake_per_day(lake)
     assert rows == distinct == int(first["rows"]) + 1  # type: ignore[call-overload]
+
+
+def _served(db_url: str) -> list[tuple[object, ...]]:
+    engine = make_engine(db_url, writer=False)
+    try:
+        with engine.connect() as conn:
+            c = deliveries.c
+            query = select(c.delivery_id, c.state, c.rider_id, c.event_count, c.last_event_at)
+            return sorted(tuple(r) for r in conn.execute(query))
+    finally:
+        engine.dispose()
+
+
+def test_the_snapshot_patched_with_the_windows_deliveries_is_the_served_rows(lake: dict[str, str], tmp_path: Path) -> None:
+    stream = _simulate(tmp_path / "a.jsonl", 60, seed=12)
+    _project(lake, stream)
+    assert _export(lake)["deliveries"] == 60
+    whole_at = table_property(lake, SNAPSHOT_WHOLE_PROPERTY)
+    # Later events of the same deliveries (the same ids, other event ids) and new ones.
+    more = _simulate(tmp_path / "b.jsonl", 30, seed=13, start="2026-11-26T10:00:00Z")
+    newer = _simulate(tmp_path / "c.jsonl", 10, seed=14, start="2026-11-26T11:00:00Z")
+    with stream.open("a", encoding="utf-8") as out:
+        out.write(more.read_text(encoding="utf-8"))
+        out.write(newer.read_text(encoding="utf-8").replace('"D-', '"E-'))
+    _project(lake, stream)
+    assert _export(lake)["deliveries"] == 70
+    assert table_property(lake, SNAPSHOT_WHOLE_PROPERTY) == whole_at  # patched, not read whole
+    code, out = projector(["analytics", "select delivery_id, state, rider_id, event_count, "
+                           "last_event_at from deliveries", "--json"], lake)
+    assert code == 0
+    lake_rows = sorted(
+        (r["delivery_id"], r["state"], r["rider_id"], r["event_count"],
+         datetime.fromisoformat(r["last_event_at"]))
+        for r in json.loads(out)
+    )
+    assert lake_rows == _served(lake["DATABASE_URL"])
 
 
 def test_a_rebuild_switch_adds_nothing_already_there(lake: dict[str, str], tmp_path: Path) -> None:
