@@ -14,7 +14,7 @@ from typing import Any, Final
 from sqlalchemy import Column
 from sqlalchemy.dialects import postgresql
 
-from projector.store.rows import ROW_UPDATES, HistoryRow, jsonb_text, load_json, quoted
+from projector.store.rows import ROW_UPDATES, HistoryRow, events_by_delivery, jsonb_text, quoted
 from schema.events import Event
 from schema.fold import DeliveryRow
 from schema.notify import NOTIFY_CHANNEL, notification_payloads
@@ -23,7 +23,6 @@ from schema.rows import (
     HISTORY_COLUMNS,
     delivery_from_db,
     delivery_values,
-    event_from_history,
 )
 from schema.tables import deliveries, delivery_events
 
@@ -150,16 +149,9 @@ class PgTables:
     def load_history(
         self, raw: Any, generation: int, ids: Sequence[str]
     ) -> dict[str, list[Event]]:
-        out: dict[str, list[Event]] = {}
         if not ids:
-            return out
-        cursor = raw.execute(SELECT_HISTORY, [generation, list(ids)])
-        names = [d.name for d in cursor.description]
-        for r in cursor.fetchall():
-            values = dict(zip(names, r, strict=True))
-            values["data"] = load_json(values["data"])
-            out.setdefault(values["delivery_id"], []).append(event_from_history(values))
-        return out
+            return {}
+        return events_by_delivery(raw.execute(SELECT_HISTORY, [generation, list(ids)]))
 
     def upsert_rows(self, raw: Any, generation: int, rows: Sequence[DeliveryRow]) -> None:
         if not rows:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
@@ -16,7 +16,7 @@ import orjson
 
 from projector.sources.base import SourceMessage
 from schema.events import Event
-from schema.rows import DELIVERY_COLUMNS, HISTORY_COLUMNS
+from schema.rows import DELIVERY_COLUMNS, HISTORY_COLUMNS, event_from_history
 
 _LONG_NUMBER: Final = re.compile(r"[0-9]{19}")
 
@@ -107,3 +107,22 @@ def load_json(text: str) -> Any:
     if _LONG_NUMBER.search(text) is None:
         return orjson.loads(text)
     return json.loads(text)
+
+
+def events_by_delivery(
+    cursor: Any, read_time: Callable[[Any], datetime | None] | None = None
+) -> dict[str, list[Event]]:
+    """The history rows a cursor holds as events, grouped by delivery (the refold's read).
+
+    ``read_time`` turns a dialect's stored time into an instant where the driver does not.
+    """
+    out: dict[str, list[Event]] = {}
+    names = [d[0] for d in cursor.description]
+    for r in cursor.fetchall():
+        values = dict(zip(names, r, strict=True))
+        if read_time is not None:
+            values["occurred_at"] = read_time(values["occurred_at"])
+            values["estimated_delivery_at"] = read_time(values["estimated_delivery_at"])
+        values["data"] = load_json(values["data"])
+        out.setdefault(values["delivery_id"], []).append(event_from_history(values))
+    return out

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import orjson
 
-from projector.store.rows import ROW_UPDATES, HistoryRow, load_json, quoted
+from projector.store.rows import ROW_UPDATES, HistoryRow, events_by_delivery, quoted
 from schema.events import Event
 from schema.fold import DeliveryRow
 from schema.rows import (
@@ -26,7 +26,6 @@ from schema.rows import (
     HISTORY_COLUMNS,
     delivery_from_db,
     delivery_values,
-    event_from_history,
 )
 
 
@@ -126,18 +125,9 @@ class SqliteTables:
     def load_history(
         self, raw: Any, generation: int, ids: Sequence[str]
     ) -> dict[str, list[Event]]:
-        out: dict[str, list[Event]] = {}
         if not ids:
-            return out
-        cursor = raw.execute(SELECT_HISTORY, (generation, _ids(ids)))
-        names = [d[0] for d in cursor.description]
-        for r in cursor.fetchall():
-            values = dict(zip(names, r, strict=True))
-            values["occurred_at"] = _read_time(values["occurred_at"])
-            values["estimated_delivery_at"] = _read_time(values["estimated_delivery_at"])
-            values["data"] = load_json(values["data"])
-            out.setdefault(values["delivery_id"], []).append(event_from_history(values))
-        return out
+            return {}
+        return events_by_delivery(raw.execute(SELECT_HISTORY, (generation, _ids(ids))), _read_time)
 
     def upsert_rows(self, raw: Any, generation: int, rows: Sequence[DeliveryRow]) -> None:
         if not rows:
