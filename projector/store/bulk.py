@@ -51,11 +51,11 @@ from projector.sources.base import MessageSource, SourceMessage, TopicPartition
 from projector.store import partitions
 from projector.store.headers import headers_to_db
 from projector.store.pg import _STAGE_EVENTS_COLUMNS, _STAGE_ROWS_COLUMNS, _copy_types
-from projector.store.rows import history_row, jsonb_text, load_json, quoted
+from projector.store.rows import history_event, history_row, jsonb_text, quoted
 from schema.events import Event, EventParseError
 from schema.fold import DeliveryRow, apply, fold
 from schema.lifecycle import DeadLetterStatus
-from schema.rows import DELIVERY_COLUMNS, HISTORY_COLUMNS, delivery_values, event_from_history
+from schema.rows import DELIVERY_COLUMNS, HISTORY_COLUMNS, delivery_values
 from schema.tables import dead_letters, partition_name, projection_offsets
 
 log = logging.getLogger(__name__)
@@ -458,12 +458,7 @@ def _folded_pages(reader: Any) -> Iterator[list[DeliveryRow]]:
 
 
 def _fold_one(records: list[Any]) -> DeliveryRow:
-    events = []
-    for record in records:
-        values = dict(zip(_FOLD_COLUMNS, record, strict=True))
-        values["data"] = load_json(values["data"])
-        events.append(event_from_history(values))
-    row = fold(events)
+    row = fold(history_event(dict(zip(_FOLD_COLUMNS, r, strict=True))) for r in records)
     assert row is not None
     return row
 

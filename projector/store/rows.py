@@ -123,6 +123,11 @@ def events_by_delivery(
         if read_time is not None:
             values["occurred_at"] = read_time(values["occurred_at"])
             values["estimated_delivery_at"] = read_time(values["estimated_delivery_at"])
-        values["data"] = load_json(values["data"])
-        out.setdefault(values["delivery_id"], []).append(event_from_history(values))
+        out.setdefault(values["delivery_id"], []).append(history_event(values))
     return out
+
+
+def history_event(values: dict[str, Any]) -> Event:
+    """One history row (its columns by name, ``data`` as JSON text) as the event folded."""
+    values["data"] = load_json(values["data"])
+    return event_from_history(values)
