@@ -50,9 +50,5 @@ def bulk_round(
     except BaseException:
         build.release()
         raise
-    totals.messages = loaded.messages
-    totals.applied = loaded.applied
-    totals.duplicates = loaded.duplicates
-    totals.dead_letters = loaded.dead_letters
-    totals.refolded = loaded.refolded
+    totals.add(loaded)
     return totals

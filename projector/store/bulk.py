@@ -46,6 +46,7 @@ from psycopg.types.json import set_json_dumps
 from sqlalchemy import Connection, Engine, bindparam, update
 
 from projector.batch import BatchParser
+from projector.counts import Counts
 from projector.runtime import now
 from projector.sources.base import MessageSource, SourceMessage, TopicPartition
 from projector.store import partitions
@@ -136,15 +137,11 @@ class StreamFold:
 
 
 @dataclass
-class BulkResult:
-    """What a bulk load read and wrote, counted as the live path counts it."""
+class BulkResult(Counts):
+    """What a bulk load read and wrote, counted as the live path counts it (``Counts``;
+    ``refolded``: deliveries folded from the history instead of the stream)."""
 
-    messages: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    dead_letters: int = 0
     deliveries: int = 0
-    refolded: int = 0
     #: partition -> next offset, messages read, duplicates
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     read: dict[TopicPartition, int] = field(default_factory=dict)
