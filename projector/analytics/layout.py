@@ -3,7 +3,7 @@
 ``delivery.delivery_events`` holds one row per distinct event of the history (the
 read model's idempotency key), hidden-partitioned by ``day(occurred_at)``, so a
 query on a time range reads only its days' files. ``delivery.deliveries`` is the
-served rows, replaced whole by each export.
+served rows, replaced by each export (``projector.analytics.export._snapshot``).
 """
 
 from __future__ import annotations
