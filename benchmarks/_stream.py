@@ -16,7 +16,7 @@ from benchmarks._proc import ROOT, BenchError, Processes, command, say
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 EVENTS_PER_DELIVERY = 4.0  # a little under the simulator's mean: there is always enough
-# Producers mix versions (CONTRACT §1, "Event versions"): the benchmark carries them too.
+# Producers mix versions (the contract, section Event versions): the benchmark carries them too.
 VERSIONS = "2:0.3,3:0.01"
 
 

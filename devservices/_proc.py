@@ -159,7 +159,8 @@ def log_tail(path: Path, title: str, count: int = 60) -> None:
 
 @contextmanager
 def locked(directory: Path, timeout: float = 300) -> Iterator[None]:
-    """One command at a time per services directory (flock(2), as the old script did)."""
+    """One command at a time per services directory (flock(2)): an `up` and a `down` never
+    interleave their reads and writes of the state file."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / ".lock"
     with path.open("w") as f:  # not inherited by children (PEP 446)

@@ -55,7 +55,8 @@ class Settings(SharedSettings):
     # a dead letter MESSAGE_TOO_LARGE, its bytes kept (projector/batch.py).
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     # A rebuild into a new generation on PostgreSQL starts with a bulk load of its own
-    # partitions (projector/rebuild/bulk.py); 0 replays the live path instead (issue #17).
+    # partitions (projector/rebuild/bulk.py); 0 replays the live path instead, the way
+    # SQLite always rebuilds (kept to compare the two and as a way back).
     rebuild_bulk: bool = True
 
     @classmethod

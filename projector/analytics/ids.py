@@ -50,7 +50,8 @@ _missing = {key for key in SHAPES if key[0] in _SETTERS} ^ set(ID_PATHS)
 if _missing:
     raise RuntimeError(f"ID_PATHS and schema.versions.SHAPES disagree on {sorted(_missing)}")
 
-#: The fold order of CONTRACT.md rule 1 (event ids compare as bytes: code points in UTF-8).
+#: The fold order (the contract, Folding rules, rule 1): event ids compare as bytes,
+#: that is by code points in UTF-8.
 FOLD_ORDER: Final = [("delivery_id", "ascending"), ("occurred_at", "ascending"),
                      ("_sequence", "ascending"), ("event_id", "ascending")]
 
